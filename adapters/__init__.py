@@ -1,0 +1,1 @@
+"""The edges: exchange venues (ccxt, the simulated exchange), watchers and the CLI."""

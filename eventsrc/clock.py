@@ -1,0 +1,47 @@
+"""Clocks: the core reads time only through one of these, so tests and replays control it."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Something that tells the current wall-clock time in integer nanoseconds since the epoch."""
+
+    def now_ns(self) -> int: ...
+
+
+class WallClock:
+    """The real wall clock (``time.time_ns``)."""
+
+    __slots__ = ()
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+
+class ManualClock:
+    """A clock that moves only when told to; for tests and simulations.
+
+    ``step_ns`` advances it by that much after every reading, so successive readings differ.
+    """
+
+    __slots__ = ("_now", "_step")
+
+    def __init__(self, start_ns: int = 1_700_000_000_000_000_000, step_ns: int = 0) -> None:
+        self._now = start_ns
+        self._step = step_ns
+
+    def now_ns(self) -> int:
+        now = self._now
+        self._now = now + self._step
+        return now
+
+    def advance(self, ns: int) -> None:
+        if ns < 0:
+            raise ValueError(f"a clock does not go backwards (advance by {ns} ns)")
+        self._now += ns
+
+    def set(self, now_ns: int) -> None:
+        self._now = now_ns

@@ -1,0 +1,1 @@
+"""Read models and offline analytics folded from a trace."""
