@@ -1,0 +1,276 @@
+"""The sealed body of a trace: a Zarr v3 group of 1-D envelope columns and a record column.
+
+Columns (one Zarr array each, all the same length): ``seq``, ``ts``, ``exchange_ts``, ``kind``,
+``asset``, ``source``, ``cause`` (chunk = one *unit* of events), for numpy analytics, and
+``record`` (variable-length bytes, a unit split into several smaller chunks so one event can be
+read without decoding a whole unit): each item is the event's 42-byte envelope (ENV, see
+segment.py) followed by its MessagePack payload, so the record column alone reproduces every
+event. Every chunk is compressed with zstd and checksummed with crc32c (both standard Zarr v3
+codecs); the record column uses zarr-python's ``variable_length_bytes`` data type and
+``vlen-bytes`` codec (no finished v3 spec yet; zarr-python reads it).
+
+Zarr never fsyncs and has no transaction across arrays, so the body is written a whole unit at a
+time, by the trace's committer: write the unit's chunks to every column, grow every array's
+shape, fsync chunk files and array metadata, and only then record the committed length in the
+group's attributes (``Trace`` does that, atomically). Rows past the committed length are
+ignored, so a crash mid-unit leaves nothing a reader can see; the write-ahead segment still
+holds the unit.
+
+The committer encodes chunks itself (zstd via numcodecs, crc32c via google-crc32c, both of
+which release the GIL; the ``vlen-bytes`` layout is the write-ahead records joined) rather than
+through zarr-python's write path: that path holds the GIL for ~0.5 us per event (mostly
+numcodecs' VLenBytes), which the appending thread then waits for. The bytes are exactly what
+zarr-python writes for these codecs; every read goes through zarr-python, and the tests read
+everything back through it.
+
+Each column's fill value is one the trace never writes, so a chunk file that has gone missing
+(it would read back as fill values) is reported as corruption, never read as data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import warnings
+from pathlib import Path
+from typing import Any
+
+import google_crc32c
+import numcodecs
+import numpy as np
+
+from eventsrc.errors import TraceCorrupted, TraceError
+from eventsrc.trace.segment import DEFINE, ENVELOPE, HEAD, HEAD_DTYPE, NO_EXCHANGE_TS
+
+COLUMNS = ENVELOPE
+RECORD = "record"
+FILL: dict[str, int] = {
+    "seq": -1,
+    "ts": -(2**63),
+    "exchange_ts": NO_EXCHANGE_TS + 1,
+    "kind": DEFINE,
+    "asset": 2**32 - 1,
+    "source": 2**32 - 1,
+    "cause": -(2**63),
+}
+ZSTD_LEVEL = 1
+
+# The payload column's dtype is deliberate (see the module docstring); zarr warns about it each
+# time such an array is opened, from whichever thread opens it, so the filter is process-wide
+# and matches only that warning.
+# zarr is imported where it is used: the committer process writes chunks without it, and starts
+# faster for that.
+warnings.filterwarnings("ignore", message=r"The data type \(VariableLengthBytes\(\)\)")
+
+
+def create_arrays(root: Path, unit: int, record_chunk: int) -> None:
+    """Create the (empty) columns of a new trace body in the group at ``root``."""
+    import zarr
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    def _compressors() -> list[Any]:
+        return [ZstdCodec(level=ZSTD_LEVEL), Crc32cCodec()]
+
+    group = zarr.open_group(root, mode="a")
+    for name in COLUMNS:
+        group.create_array(
+            name,
+            shape=(0,),
+            chunks=(unit,),
+            dtype=HEAD_DTYPE[name].newbyteorder("="),
+            compressors=_compressors(),
+            fill_value=FILL[name],
+        )
+    group.create_array(
+        RECORD,
+        shape=(0,),
+        chunks=(record_chunk,),
+        dtype=zarr.dtype.VariableLengthBytes(),
+        compressors=_compressors(),
+    )
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _expected_codecs(name: str) -> list[dict[str, Any]]:
+    first = (
+        {"name": "vlen-bytes", "configuration": {}}
+        if name == RECORD
+        else {"name": "bytes", "configuration": {"endian": "little"}}
+    )
+    return [
+        first,
+        {"name": "zstd", "configuration": {"level": ZSTD_LEVEL, "checksum": False}},
+        {"name": "crc32c"},
+    ]
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (replacing it) and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data`` (temp file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _write_file(tmp, data)
+    os.replace(tmp, path)
+
+
+class BodyWriter:
+    """Writes whole units into the body; used by the trace's committer thread only."""
+
+    def __init__(self, root: Path, unit: int, record_chunk: int) -> None:
+        self.root = root
+        self.unit = unit
+        self.record_chunk = record_chunk
+        self._zstd = numcodecs.Zstd(level=ZSTD_LEVEL)
+        self._metadata: dict[str, dict[str, Any]] = {}
+        for name in (*COLUMNS, RECORD):
+            doc = json.loads((root / name / "zarr.json").read_bytes())
+            chunk = unit if name != RECORD else record_chunk
+            grid = doc.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
+            if doc.get("codecs") != _expected_codecs(name) or grid != [chunk]:
+                raise TraceError(
+                    f"trace body column {root / name} was written with other codecs or chunks "
+                    "than this eventsrc writes; it can be read but not appended to"
+                )
+            self._metadata[name] = doc
+            (root / name / "c").mkdir(exist_ok=True)
+
+    def _chunk(self, raw: bytes | np.ndarray[Any, Any]) -> bytes:
+        compressed = bytes(self._zstd.encode(raw))
+        checksum: int = google_crc32c.value(compressed)
+        return compressed + checksum.to_bytes(4, "little")
+
+    def write_unit(self, index: int, records: list[bytes]) -> None:
+        """Write unit ``index`` (its write-ahead records) to every column and
+        grow the arrays over it, durably."""
+        start, stop = index * self.unit, (index + 1) * self.unit
+        if len(records) != self.unit:
+            raise ValueError(f"unit {index} must hold {self.unit} events, not {len(records)}")
+        heads = np.frombuffer(b"".join([r[: HEAD.size] for r in records]), dtype=HEAD_DTYPE)
+        if heads["seq"][0] != start or not np.array_equal(heads["seq"], np.arange(start, stop)):
+            raise ValueError(f"unit {index} does not hold events {start}..{stop - 1}")
+        for name in COLUMNS:
+            column = np.ascontiguousarray(heads[name])
+            _write_file(self.root / name / "c" / str(index), self._chunk(column))
+        per_unit = self.unit // self.record_chunk
+        count = struct.pack("<I", self.record_chunk)
+        for j in range(per_unit):
+            # vlen-bytes: the item count, then each item as (uint32 length, bytes), which is
+            # exactly a write-ahead record.
+            raw = b"".join([count, *records[j * self.record_chunk : (j + 1) * self.record_chunk]])
+            path = self.root / RECORD / "c" / str(index * per_unit + j)
+            _write_file(path, self._chunk(raw))
+        for name, doc in self._metadata.items():
+            if doc["shape"][0] < stop:
+                doc["shape"] = [stop]
+                _replace_file(self.root / name / "zarr.json", json.dumps(doc, indent=2).encode())
+        for name in self._metadata:
+            fsync_path(self.root / name / "c")
+            fsync_path(self.root / name)
+
+    def close(self) -> None:
+        pass
+
+
+class BodyReader:
+    """Reads ranges of the sealed body. Reopens the arrays when they have grown since."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = root
+        self._arrays: dict[str, Any] = {}
+        self._length = -1
+
+    def _array(self, name: str, need: int) -> Any:
+        if need > self._length:
+            import zarr
+
+            group = zarr.open_group(self.root, mode="r")
+            self._arrays = {n: group[n] for n in (*COLUMNS, RECORD)}
+            self._length = min(a.shape[0] for a in self._arrays.values())
+            if need > self._length:
+                raise TraceCorrupted(
+                    f"trace body at {self.root} holds {self._length} rows but its commit "
+                    f"marker says {need}: body arrays are missing data"
+                )
+        return self._arrays[name]
+
+    def column(self, name: str, start: int, stop: int) -> np.ndarray[Any, Any]:
+        if stop <= start:
+            return np.empty(0, dtype=HEAD_DTYPE[name])
+        array = self._array(name, stop)
+        values = self._read(array, name, slice(start, stop), start, stop)
+        self._check(name, values, start)
+        return values
+
+    def column_at(self, name: str, index: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        if len(index) == 0:
+            return np.empty(0, dtype=HEAD_DTYPE[name] if name != RECORD else object)
+        array = self._array(name, int(index.max()) + 1)
+        try:
+            values = array.get_orthogonal_selection(index)
+        except Exception as exc:
+            raise self._damage(name, int(index.min()), int(index.max()) + 1, exc) from exc
+        self._check(name, values, 0, index)
+        return values  # type: ignore[no-any-return]
+
+    def records(self, start: int, stop: int) -> list[bytes]:
+        """Items of the record column: each the event's envelope (ENV) + payload."""
+        if stop <= start:
+            return []
+        array = self._array(RECORD, stop)
+        values = self._read(array, RECORD, slice(start, stop), start, stop)
+        self._check(RECORD, values, start)
+        return values.tolist()  # type: ignore[no-any-return]
+
+    def _read(
+        self, array: Any, name: str, sel: slice, start: int, stop: int
+    ) -> np.ndarray[Any, Any]:
+        try:
+            return array[sel]  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise self._damage(name, start, stop, exc) from exc
+
+    def _damage(self, name: str, start: int, stop: int, exc: Exception) -> TraceCorrupted:
+        chunk = self._arrays[name].chunks[0]
+        chunks = sorted({start // chunk, (stop - 1) // chunk})
+        where = ", ".join(f"{name}/c/{c}" for c in range(chunks[0], chunks[-1] + 1))
+        return TraceCorrupted(
+            f"trace body at {self.root}: chunk(s) {where} cannot be read ({type(exc).__name__}: "
+            f"{exc})"
+        )
+
+    def _check(
+        self,
+        name: str,
+        values: np.ndarray[Any, Any],
+        start: int,
+        index: np.ndarray[Any, Any] | None = None,
+    ) -> None:
+        if name == RECORD:
+            bad = np.flatnonzero(values == b"")
+        else:
+            bad = np.flatnonzero(values == FILL[name])
+        if len(bad):
+            chunk = self._arrays[name].chunks[0]
+            first = start + int(bad[0]) if index is None else int(index[bad[0]])
+            raise TraceCorrupted(
+                f"trace body at {self.root}: chunk {name}/c/{first // chunk} is missing "
+                f"(row {first} reads as the fill value)"
+            )

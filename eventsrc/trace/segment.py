@@ -1,0 +1,331 @@
+"""The write-ahead segment: the hot tail of a trace, as checksummed frames of records.
+
+Every event is first written here; the Zarr body receives it later, a whole unit at a time.
+One segment file per body unit (``wal/<first seq, 20 digits>.wal``) holds the records of the
+events ``[start, start + unit)``; once the body has committed a unit its segment is deleted.
+
+File layout (little-endian)::
+
+    header   magic b"ESWAL\\x00\\x00\\x02", int64 start seq                       16 bytes
+    frame    uint32 body length, uint32 crc32c(body), body = records             repeated
+    record   uint32 length L, then L bytes: the envelope (ENV, 42 bytes) and the payload
+
+    ENV = <seq int64> <ts int64> <exchange_ts int64> <kind uint16> <asset uint32>
+          <source uint32> <cause int64>                    (HEAD_DTYPE = length + ENV, packed)
+
+A record is exactly one item of the Zarr ``vlen-bytes`` encoding (uint32 length + bytes), so the
+body's ``record`` column of a unit is its item count followed by its records, joined.
+
+A frame is what one write put down (one append with durability "sync", one group commit with
+"group"), so the checksum costs one call per write rather than per event. A crash can tear
+only the last frame, and events are acknowledged as durable only once their frame is fsynced,
+so dropping a torn last frame never drops an acknowledged event.
+
+A *definition* record (kind == DEFINE) gives a code table entry instead of an event: ``asset``
+holds the table (KIND/ASSET/SOURCE), ``source`` the code, ``cause`` the kind's schema version
+(NONE_NAME: the name is None), ``seq`` the seq of the event about to use it, and the payload the
+name in UTF-8. Definitions precede the first event that uses the code.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import google_crc32c
+import numpy as np
+
+from eventsrc.errors import TraceCorrupted
+
+HEAD = struct.Struct("<IqqqHIIq")
+ENV = struct.Struct("<qqqHIIq")
+FRAME = struct.Struct("<II")
+HEAD_DTYPE = np.dtype(
+    [
+        ("length", "<u4"),
+        ("seq", "<i8"),
+        ("ts", "<i8"),
+        ("exchange_ts", "<i8"),
+        ("kind", "<u2"),
+        ("asset", "<u4"),
+        ("source", "<u4"),
+        ("cause", "<i8"),
+    ]
+)
+assert HEAD_DTYPE.itemsize == HEAD.size
+ENV_DTYPE = np.dtype([(n, HEAD_DTYPE[n]) for n in HEAD_DTYPE.names or () if n != "length"])
+ENVELOPE_SIZE = ENV.size
+ENVELOPE: tuple[str, ...] = tuple(n for n in HEAD_DTYPE.names or () if n != "length")
+"""The envelope columns, in order."""
+
+NO_EXCHANGE_TS = -(2**63)
+"""``exchange_ts`` column value for "none"."""
+NO_CAUSE = -1
+"""``cause`` column value when the cause is none or a client order id (the payload keeps it)."""
+DEFINE = 0xFFFF
+KIND, ASSET, SOURCE = 0, 1, 2
+NONE_NAME = -2
+
+MAGIC = b"ESWAL\x00\x00\x02"
+SEGMENT_HEADER = struct.Struct("<8sq")
+MAX_FRAME = 1 << 30
+_KIND_AT = 28  # offset of the kind code inside HEAD
+
+crc32 = google_crc32c.value
+"""Frames are checksummed with CRC-32C (hardware-accelerated: ~25 GB/s here vs ~3 for zlib's)."""
+
+
+def segment_name(start: int) -> str:
+    return f"{start:020d}.wal"
+
+
+def segment_start(path: Path) -> int | None:
+    stem = path.name.removesuffix(".wal")
+    return int(stem) if path.suffix == ".wal" and stem.isdigit() else None
+
+
+def list_segments(wal_dir: Path) -> list[tuple[int, Path]]:
+    """The segment files in a WAL directory, by start seq."""
+    try:
+        names = os.listdir(wal_dir)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        path = wal_dir / name
+        start = segment_start(path)
+        if start is not None:
+            found.append((start, path))
+    found.sort()
+    return found
+
+
+def kind_of(head: bytes) -> int:
+    return int.from_bytes(head[_KIND_AT : _KIND_AT + 2], "little")
+
+
+def define_record(seq: int, table: int, code: int, name: str | None, version: int = 0) -> bytes:
+    """A complete definition record (head and payload)."""
+    payload = b"" if name is None else name.encode()
+    cause = NONE_NAME if name is None else version
+    length = ENVELOPE_SIZE + len(payload)
+    return HEAD.pack(length, seq, 0, NO_EXCHANGE_TS, DEFINE, table, code, cause) + payload
+
+
+@attrs.frozen
+class Definition:
+    table: int
+    code: int
+    name: str | None
+    version: int
+
+
+@attrs.define
+class SegmentScan:
+    """What one segment file holds: event records (head + payload) in file order, definitions,
+    and where it ends."""
+
+    path: Path
+    start: int
+    records: list[bytes] = attrs.field(factory=list)
+    definitions: list[Definition] = attrs.field(factory=list)
+    end: int = SEGMENT_HEADER.size
+    """Offset just past the last good frame."""
+    size: int = 0
+    problem: str | None = None
+    """Why reading stopped before the end of the file (a torn or failing frame), if it did."""
+
+
+def _frame_at(data: bytes, off: int, n: int) -> int | None:
+    """The end offset of a well-formed frame at ``off``, or None."""
+    if off + FRAME.size > n:
+        return None
+    length, crc = FRAME.unpack_from(data, off)
+    end = off + FRAME.size + length
+    if length < HEAD.size or length > MAX_FRAME or end > n:
+        return None
+    checksum: int = crc32(data[off + FRAME.size : end])
+    return end if checksum == crc else None
+
+
+def scan_segment(path: Path) -> SegmentScan:
+    """Read every well-formed frame of a segment file, stopping at the first that is not.
+
+    Raises TraceCorrupted if the file is not a segment, or if a failing frame is followed by a
+    good one (damage in the middle: dropping the rest would lose recorded events).
+    """
+    data = path.read_bytes()
+    n = len(data)
+    if n < SEGMENT_HEADER.size:
+        # A crash between creating the file and writing its header leaves it short.
+        start = segment_start(path)
+        return SegmentScan(
+            path,
+            -1 if start is None else start,
+            end=0,
+            size=n,
+            problem="torn segment header" if n else "empty segment file",
+        )
+    magic, start = SEGMENT_HEADER.unpack_from(data, 0)
+    if magic != MAGIC or start != segment_start(path):
+        raise TraceCorrupted(f"{path} is not an eventsrc write-ahead segment (bad header)")
+    scan = SegmentScan(path, start, size=n)
+    off = SEGMENT_HEADER.size
+    while off < n:
+        end = _frame_at(data, off, n)
+        if end is None:
+            scan.problem = _classify(data, off, n, path)
+            break
+        _read_records(data, off + FRAME.size, end, scan)
+        off = end
+    scan.end = off
+    return scan
+
+
+def _read_records(data: bytes, off: int, end: int, scan: SegmentScan) -> None:
+    records = scan.records
+    head_size = HEAD.size
+    unpack_length = struct.Struct("<I").unpack_from
+    while off < end:
+        (length,) = unpack_length(data, off)
+        stop = off + 4 + length
+        if length < ENVELOPE_SIZE or stop > end:
+            raise TraceCorrupted(
+                f"{scan.path}: a frame passes its checksum but its records overrun it at "
+                f"byte {off} (written by a faulty writer?)"
+            )
+        record = data[off:stop]
+        if kind_of(record) == DEFINE:
+            _, _, _, _, _, table, code, cause = HEAD.unpack_from(record)
+            name = None if cause == NONE_NAME else record[head_size:].decode()
+            scan.definitions.append(Definition(table, code, name, max(cause, 0)))
+        else:
+            records.append(record)
+        off = stop
+
+
+def _classify(data: bytes, off: int, n: int, path: Path) -> str:
+    """A failing frame at ``off``: a torn tail (nothing good after it), or damage (raise)."""
+    for probe in range(off + 1, n - FRAME.size - HEAD.size + 1):
+        if _frame_at(data, probe, n) is not None:
+            raise TraceCorrupted(
+                f"write-ahead segment {path} is damaged at byte {off}: a frame there fails "
+                f"its checksum but a good frame follows at byte {probe}"
+            )
+    return f"torn frame at byte {off} ({n - off} bytes)"
+
+
+class SegmentWriter:
+    """Appends frames to the current segment file, starting a new file at each unit boundary.
+
+    Producers append records (bytes) to ``pending`` and call ``rotate_at(start)`` ("the next
+    records start a segment at this seq"); ``drain`` writes everything pending as frames. With
+    a background flusher, callers hold ``lock`` around all of these.
+    """
+
+    def __init__(
+        self,
+        wal_dir: Path,
+        start: int,
+        *,
+        sync_rotation: bool,
+        retire_rotated: bool,
+        on_complete: Callable[[int], None],
+    ) -> None:
+        """``sync_rotation``: fsync a segment when it is complete, and each new file's entry.
+        ``retire_rotated``: keep complete segments' fds open for ``take_retired`` (a flusher
+        fsyncs and closes them) instead of closing them at once. ``on_complete(start)`` is
+        called once the segment that ends at ``start`` is all written."""
+        self.wal_dir = wal_dir
+        self.pending: list[bytes] = []
+        self.lock = threading.Lock()
+        self._rotations: list[tuple[int, int]] = []  # (index in pending, segment start)
+        self._sync_rotation = sync_rotation
+        self._retire_rotated = retire_rotated
+        self._retired: list[int] = []
+        self._on_complete = on_complete
+        self.fd = -1
+        self._open(start)
+
+    def _open(self, start: int) -> None:
+        path = self.wal_dir / segment_name(start)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, SEGMENT_HEADER.pack(MAGIC, start))
+            if self._sync_rotation or self._retire_rotated:
+                os.fdatasync(fd)
+                fsync_dir(self.wal_dir)
+        self.fd = fd
+        self.start = start
+
+    def rotate_at(self, start: int) -> None:
+        self._rotations.append((len(self.pending), start))
+
+    def drain(self) -> None:
+        """Write everything pending, one frame per segment, rotating where marked."""
+        batch = self.pending
+        if not batch and not self._rotations:
+            return
+        self.pending = []
+        rotations, self._rotations = self._rotations, []
+        done = 0
+        for index, start in rotations:
+            self._write(batch[done:index])
+            done = index
+            self._rotate(start)
+        self._write(batch[done:] if done else batch)
+
+    def _write(self, batch: list[bytes]) -> None:
+        if not batch:
+            return
+        body = b"".join(batch)
+        header = FRAME.pack(len(body), crc32(body))
+        written = os.writev(self.fd, (header, body))
+        if written < len(header) + len(body):  # only on a full disk or a signal
+            rest = memoryview(header + body)[written:]
+            while rest:
+                rest = rest[os.write(self.fd, rest) :]
+
+    def _rotate(self, start: int) -> None:
+        if self._retire_rotated:
+            self._retired.append(self.fd)
+        else:
+            if self._sync_rotation:
+                os.fdatasync(self.fd)
+            os.close(self.fd)
+        self.fd = -1
+        self._open(start)
+        self._on_complete(start)
+
+    def take_retired(self) -> list[int]:
+        """The fds of completed segments not yet fsynced and closed; the caller does both."""
+        retired, self._retired = self._retired, []
+        return retired
+
+    def sync(self) -> None:
+        """fsync the current segment and any completed ones still open."""
+        for fd in self.take_retired():
+            os.fdatasync(fd)
+            os.close(fd)
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        for fd in self.take_retired():
+            os.close(fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

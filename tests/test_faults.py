@@ -1,0 +1,166 @@
+"""Damage on disk: torn tails are dropped and reported; everything else is a clear error."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventsrc import Note, Trace, TraceCorrupted
+from eventsrc.trace.segment import list_segments
+
+SMALL: dict[str, Any] = {"unit": 64, "record_chunk": 16}
+
+
+def write(path: Path, n: int) -> None:
+    """n events, one append (one frame: durability "sync") each."""
+    with Trace.open(path, "w", **SMALL) as trace:
+        for i in range(n):
+            trace.append(Note(f"{i}:" + "z" * (i % 29), asset="BTC/USDT"))
+
+
+def last_segment(path: Path) -> Path:
+    return list_segments(path / "wal")[-1][1]
+
+
+def texts(path: Path) -> list[str]:
+    with Trace.open(path) as trace:
+        return [e.text for e in trace]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cut", [1, 5, 8, 30, 49])
+def test_torn_last_record_is_dropped_and_reported(
+    trace_path: Path, cut: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(trace_path, 100)
+    segment = last_segment(trace_path)
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-cut])  # a crash in the middle of writing the last record
+    with caplog.at_level(logging.WARNING, logger="eventsrc.trace"):
+        trace = Trace.open(trace_path, "a")
+    assert len(trace) == 99
+    assert trace.recovery.dropped_frames == 1
+    assert trace.recovery.dropped_bytes > 0
+    assert "dropped a torn frame" in caplog.text
+    assert trace.append(Note("99:again")) == 99  # appending continues where it left off
+    trace.close()
+    assert texts(trace_path)[-2:] == ["98:" + "z" * (98 % 29), "99:again"]
+
+
+def test_checksum_failing_last_record_is_dropped(trace_path: Path) -> None:
+    write(trace_path, 100)
+    segment = last_segment(trace_path)
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    with Trace.open(trace_path, "a") as trace:
+        assert len(trace) == 99
+        assert trace.recovery.dropped_frames == 1
+
+
+def test_zero_filled_tail_is_dropped(trace_path: Path) -> None:
+    write(trace_path, 70)
+    segment = last_segment(trace_path)
+    with segment.open("ab") as f:
+        f.write(b"\x00" * 4096)  # a filesystem can leave zeros after a power cut
+    with Trace.open(trace_path, "a") as trace:
+        assert len(trace) == 70
+        assert trace.recovery.dropped_bytes == 4096
+
+
+def test_readers_never_drop_anything(trace_path: Path) -> None:
+    write(trace_path, 100)
+    segment = last_segment(trace_path)
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-7])
+    with Trace.open(trace_path) as trace:
+        assert len(trace) == 99
+    assert segment.read_bytes() == data[:-7]  # only the writer repairs
+
+
+def test_damage_in_the_middle_of_a_segment_is_an_error(trace_path: Path) -> None:
+    write(trace_path, 100)
+    segment = last_segment(trace_path)
+    data = bytearray(segment.read_bytes())
+    data[200] ^= 0xFF  # inside an early record; good records follow
+    segment.write_bytes(bytes(data))
+    for mode in ("r", "a"):
+        with pytest.raises(TraceCorrupted, match=r"damaged at byte \d+.*good frame follows"):
+            Trace.open(trace_path, mode)
+    assert segment.read_bytes() == bytes(data)  # nothing was truncated
+
+
+def test_a_missing_segment_is_an_error(trace_path: Path) -> None:
+    write(trace_path, 100)
+    segment = last_segment(trace_path)
+    segment.unlink()
+    (segment.parent / "00000000000000000128.wal").write_bytes(b"")  # a later, empty segment
+    for mode in ("r", "a"):
+        with pytest.raises(TraceCorrupted, match="segment for events from 64 is missing"):
+            Trace.open(trace_path, mode)
+
+
+def test_a_gap_between_body_and_segment_is_an_error(trace_path: Path) -> None:
+    write(trace_path, 100)
+    segment = last_segment(trace_path)
+    segment.rename(segment.parent / "00000000000000000128.wal")
+    with pytest.raises(TraceCorrupted):
+        Trace.open(trace_path)
+
+
+def test_a_corrupted_sealed_chunk_names_the_chunk(trace_path: Path) -> None:
+    write(trace_path, 200)
+    chunk = trace_path / "record" / "c" / "5"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with Trace.open(trace_path) as trace:
+        assert trace[0].seq == 0  # other chunks still read
+        with pytest.raises(TraceCorrupted, match=r"record/c/5"):
+            trace[5 * 16 + 3]
+        with pytest.raises(TraceCorrupted, match=r"record/c/5"):
+            list(trace)
+
+
+def test_a_corrupted_envelope_chunk_names_the_chunk(trace_path: Path) -> None:
+    write(trace_path, 200)
+    chunk = trace_path / "ts" / "c" / "1"
+    data = bytearray(chunk.read_bytes())
+    data[-6] ^= 0x55
+    chunk.write_bytes(bytes(data))
+    with Trace.open(trace_path) as trace, pytest.raises(TraceCorrupted, match=r"ts/c/1"):
+        trace.column("ts")
+
+
+def test_a_missing_sealed_chunk_is_an_error_not_fill_values(trace_path: Path) -> None:
+    write(trace_path, 200)
+    (trace_path / "kind" / "c" / "1").unlink()
+    (trace_path / "record" / "c" / "2").unlink()
+    with Trace.open(trace_path) as trace:
+        with pytest.raises(TraceCorrupted, match=r"kind/c/1 is missing"):
+            trace.column("kind")
+        with pytest.raises(TraceCorrupted, match=r"record/c/2 is missing"):
+            list(trace)
+        with pytest.raises(TraceCorrupted, match=r"record/c/2 is missing"):
+            trace[2 * 16 + 1]
+
+
+def test_a_segment_with_a_foreign_header_is_an_error(trace_path: Path) -> None:
+    write(trace_path, 100)
+    last_segment(trace_path).write_bytes(b"this is not a segment at all")
+    with pytest.raises(TraceCorrupted, match="not an eventsrc write-ahead segment"):
+        Trace.open(trace_path)
+
+
+def test_a_torn_batch_is_dropped_whole(trace_path: Path) -> None:
+    """extend() writes one frame: a crash while writing it loses the whole batch, never half."""
+    with Trace.open(trace_path, "w", **SMALL) as trace:
+        trace.append(Note("0:"))
+        trace.extend(Note(f"{i}:") for i in range(1, 41))
+    segment = last_segment(trace_path)
+    segment.write_bytes(segment.read_bytes()[:-10])
+    with Trace.open(trace_path, "a") as trace:
+        assert len(trace) == 1
+        assert trace.recovery.dropped_frames == 1
