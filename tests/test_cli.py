@@ -1,0 +1,43 @@
+"""The command line: the demo records and prints; errors are one line, not a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adapters.cli import main
+from eventsrc import Trace
+
+
+def test_demo_records_a_trace_and_prints_its_tail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "demo"
+    assert main(["demo", "--trace", str(path), "--events", "300", "--tail", "5"]) == 0
+    out = capsys.readouterr().out
+    assert f"recorded 301 events in {path}" in out
+    assert len(out.strip().splitlines()) == 2 + 5
+    assert main(["demo", "--trace", str(path), "--events", "10"]) == 0  # appends on a rerun
+    with Trace.open(path) as trace:
+        assert len(trace) == 312
+
+
+def test_tail_filters_and_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "demo"
+    main(["demo", "--trace", str(path), "--events", "500"])
+    capsys.readouterr()
+    assert main(["tail", str(path), "-n", "3", "--kind", "ticker_observed", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    events = [json.loads(line) for line in lines]
+    assert len(events) == 3
+    assert {e["kind"] for e in events} == {"ticker_observed"}
+    assert all("raw" not in e for e in events)
+
+
+def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tail", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eventsrc: error: no trace at")
+    assert len(err.strip().splitlines()) == 1
