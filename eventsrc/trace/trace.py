@@ -61,13 +61,14 @@ from eventsrc.errors import (
     UnknownEventKind,
 )
 from eventsrc.events import REGISTRY, Event, EventRegistry
-from eventsrc.trace.body import COLUMNS, RECORD, BodyReader
+from eventsrc.trace.body import COLUMNS, BodyReader
 from eventsrc.trace.committer import Committer
 from eventsrc.trace.marker import create, read_meta, take_lock
 from eventsrc.trace.segment import (
     ASSET,
     DEFINE,
     ENV,
+    ENV_DTYPE,
     ENVELOPE_SIZE,
     HEAD,
     HEAD_DTYPE,
@@ -81,6 +82,7 @@ from eventsrc.trace.segment import (
     fsync_dir,
     list_segments,
     scan_segment,
+    segment_name,
 )
 
 __all__ = ["Durability", "Mode", "Recovery", "Trace"]
@@ -90,8 +92,9 @@ log = logging.getLogger("eventsrc.trace")
 DEFAULT_UNIT = 32768
 DEFAULT_RECORD_CHUNK = 4096
 ITER_BLOCK = 32768
-KEEP_IN_MEMORY = 4096
-"""Events kept in memory after they are committed, so tail() rarely reads the body."""
+RING = 8192
+"""The most recent events are kept in memory (between RING and 2 * RING of them), so tail()
+rarely reads a file; older ones are read back from the write-ahead segment or the body."""
 MAX_UNSEALED_UNITS = 3
 """Appending waits for the committer when more units than this are not yet sealed."""
 
@@ -100,7 +103,8 @@ Mode = Literal["r", "a", "w"]
 _SYNC, _GROUP, _NONE = 0, 1, 2
 _DURABILITY = {"sync": _SYNC, "group": _GROUP, "none": _NONE}
 _DRAIN_AT = 4096
-"""Pending records the appending thread writes out itself (durability "group" and "none")."""
+"""Pending pieces (two per event) the appending thread writes out itself ("group", "none")."""
+assert _DRAIN_AT // 2 < RING  # every event older than the ring is in a segment file
 _EXCHANGE_TS_MIN = NO_EXCHANGE_TS + 2  # the two lowest int64 values mean "none" and "missing"
 
 _pack_head = HEAD.pack
@@ -220,7 +224,7 @@ class Trace:
         self._group_interval = group_interval
         self._dmode = _DURABILITY[durability]
         self._body = BodyReader(root)
-        self._body_cache: tuple[int, int, list[bytes]] | None = None
+        self._block_cache: tuple[int, int, list[bytes], int] | None = None
         self._lock_fd = -1
         self._defs: list[bytes] = []
         """Definition records made while staging, written before the event that needs them."""
@@ -273,11 +277,12 @@ class Trace:
                 payloads.append(record[_HEAD_SIZE:])
                 expected += 1
         self._committed = committed
-        self._mem_start = committed
-        self._heads = heads
-        self._payloads = payloads
-        """The write-ahead records (head, payload) of events ``_mem_start..``: all that is not
-        yet committed, and the most recent of what is."""
+        keep = min(len(heads), RING)
+        self._mem_start = expected - keep
+        self._heads = heads[len(heads) - keep :]
+        self._payloads = payloads[len(payloads) - keep :]
+        """The write-ahead records (head, payload) of events ``_mem_start..``: the most recent
+        ones. Older events not yet in the body are read back from their segment."""
         self._next = expected
         self._kinds: list[tuple[str, int]] = kinds
         self._kind_codes = {k: i for i, k in enumerate(kinds)}
@@ -331,7 +336,7 @@ class Trace:
         self._check_open()
         if self.mode != "r":
             return
-        self._body_cache = None
+        self._block_cache = None
         self._open_reader()
 
     def _open_writer(self, lock_fd: int) -> None:
@@ -424,6 +429,9 @@ class Trace:
         self._next = seq + 1
         if len(pending) > _DRAIN_AT:
             writer.drain()
+        if len(self._heads) > 2 * RING:
+            writer.drain()  # everything older than the ring must be in its segment
+            self._trim()
 
     def extend(self, events: Iterable[Event]) -> range:
         """Append events in order, as one batch: if any cannot be recorded, none is.
@@ -456,6 +464,9 @@ class Trace:
                 self._next += len(batch)
                 if self._dmode == _SYNC or len(pending) > _DRAIN_AT:
                     writer.drain()
+                if len(self._heads) > 2 * RING:
+                    writer.drain()
+                    self._trim()
             done += len(batch)
             if self._next == self._unit_end:
                 self._complete_unit()
@@ -572,7 +583,6 @@ class Trace:
                 writer.drain()  # the committer must have been handed what we wait for
         if self._next - self._committed > MAX_UNSEALED_UNITS * self._unit:
             self._wait_for_committer(self._next - MAX_UNSEALED_UNITS * self._unit)
-        self._trim()
 
     def _segment_complete(self, start: int) -> None:
         """Called by the segment writer once the segment ending at ``start`` is all on disk."""
@@ -593,14 +603,12 @@ class Trace:
                 self._committed_changed.wait(0.1)
 
     def _trim(self) -> None:
-        """Drop committed events from memory, keeping the most recent KEEP_IN_MEMORY."""
-        keep_from = min(self._committed, self._next - KEEP_IN_MEMORY)
-        drop = keep_from - self._mem_start
-        if drop >= self._unit:
-            del self._heads[:drop]
-            del self._payloads[:drop]
-            self._mem_start = keep_from
-            self._body_cache = None
+        """Keep the last RING events in memory. Called with nothing pending (just drained),
+        under the WAL lock when there is a flusher."""
+        drop = len(self._heads) - RING
+        del self._heads[:drop]
+        del self._payloads[:drop]
+        self._mem_start += drop
 
     # -- background work --------------------------------------------------------------------
 
@@ -744,10 +752,6 @@ class Trace:
             decoders.append(self._codec.decoder(name, version))
         return decoders[code]
 
-    def _decode(self, seq: int, item: bytes) -> Event:
-        """The event of a record-column item (envelope + payload) expected to be ``seq``."""
-        return self._decode_parts(seq, item, 0, item[ENVELOPE_SIZE:])
-
     def _decode_parts(self, seq: int, envelope: bytes, at: int, payload: bytes) -> Event:
         recorded, ts, _, kind, _, _, _ = ENV.unpack_from(envelope, at)
         if recorded != seq:
@@ -764,33 +768,58 @@ class Trace:
         i = seq - self._mem_start
         return self._decode_parts(seq, self._heads[i], 4, self._payloads[i])
 
-    def _body_block(self, seq: int, span: int) -> tuple[int, int, list[bytes]]:
-        """The body block of ``span`` events (a multiple of the record chunk) holding ``seq``:
-        (start, stop, record items). The last block read is cached."""
-        cache = self._body_cache
+    def _block(self, seq: int, span: int) -> tuple[int, int, list[bytes], int]:
+        """A block of stored records holding ``seq`` (which is older than the memory ring):
+        ``(start, stop, items, at)``, the envelope of ``items[i]`` (event ``start + i``) at
+        offset ``at`` and its payload right after. From the body when sealed (``span`` events,
+        a multiple of the record chunk), else from the event's write-ahead segment."""
+        cache = self._block_cache
         if cache is not None and cache[0] <= seq < cache[1]:
             return cache
-        start = seq - seq % span
-        stop = min(start + span, self._committed)
-        block = (start, stop, self._body.records(start, stop))
-        self._body_cache = block
+        for _attempt in range(3):
+            if seq < self._committed:
+                start = seq - seq % span
+                stop = min(start + span, self._committed)
+                block = (start, stop, self._body.records(start, stop), 0)
+                break
+            start = seq - seq % self._unit
+            try:
+                records = scan_segment(self.path / "wal" / segment_name(start)).records
+            except FileNotFoundError:
+                # Sealed and removed since we last looked: the body has it now.
+                self._committed = max(self._committed, int(read_meta(self.path)["committed"]))
+                continue
+            stop = min(start + len(records), self._mem_start)
+            if seq >= stop:
+                raise TraceCorrupted(
+                    f"trace {self.path}: event {seq} is neither in the body, nor in its "
+                    f"write-ahead segment ({len(records)} events), nor in memory"
+                )
+            block = (start, stop, records, 4)
+            break
+        else:
+            raise TraceError(f"trace {self.path} changed too fast to read event {seq}")
+        self._block_cache = block
         return block
 
     def iter(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
-        """Stream events ``start..stop-1`` (default: all), reading the body a block at a time."""
+        """Stream events ``start..stop-1`` (default: all), reading stored events a block at a
+        time (bounded memory)."""
         self._check_open()
         stop = len(self) if stop is None else min(stop, len(self))
         seq = max(start, 0)
-        decode = self._decode
+        decode = self._decode_parts
         while seq < stop:
             if seq >= self._mem_start:
                 yield self._from_memory(seq)
                 seq += 1
                 continue
-            block_start, block_stop, items = self._body_block(seq, self._iter_span)
+            block_start, block_stop, items, at = self._block(seq, self._iter_span)
             end = min(block_stop, stop)
+            skip = at + ENVELOPE_SIZE
             for i in range(seq - block_start, end - block_start):
-                yield decode(block_start + i, items[i])
+                item = items[i]
+                yield decode(block_start + i, item, at, item[skip:])
             seq = end
 
     def __iter__(self) -> Iterator[Event]:
@@ -817,8 +846,9 @@ class Trace:
             raise IndexError(f"seq {index} is out of range for a trace of {n} events")
         if seq >= self._mem_start:
             return self._from_memory(seq)
-        block_start, _, items = self._body_block(seq, self._record_chunk)
-        return self._decode(seq, items[seq - block_start])
+        block_start, _, items, at = self._block(seq, self._record_chunk)
+        item = items[seq - block_start]
+        return self._decode_parts(seq, item, at, item[at + ENVELOPE_SIZE :])
 
     def tail(
         self,
@@ -846,24 +876,37 @@ class Trace:
         found: list[list[Event]] = []  # newest block first
         count = 0
         if self._heads:
-            heads = self._head_table(self._heads)
-            rows = np.flatnonzero(self._match(heads["kind"], heads["asset"], codes, asset_code))
+            table = self._head_table(self._heads)
+            rows = np.flatnonzero(self._match(table["kind"], table["asset"], codes, asset_code))
             rows = rows[len(rows) - n :] if len(rows) > n else rows
             found.append([self._from_memory(self._mem_start + int(i)) for i in rows])
             count += len(rows)
         hi = self._mem_start
+        kind_col: np.ndarray[Any, Any] | None
+        asset_col: np.ndarray[Any, Any] | None
         while count < n and hi > 0:
-            lo = max(0, hi - self._unit)
-            kind_col = self._body.column("kind", lo, hi) if codes is not None else None
-            asset_col = self._body.column("asset", lo, hi) if asset_code is not None else None
-            rows = np.flatnonzero(self._match(kind_col, asset_col, codes, asset_code))
-            rows = rows[len(rows) - (n - count) :] + lo if len(rows) > n - count else rows + lo
-            if len(rows):
-                items = self._body.column_at(RECORD, rows)
-                found.append([self._decode(int(s), i) for s, i in zip(rows, items, strict=True)])
-                count += len(rows)
+            if hi > self._committed:  # unsealed, older than the ring: its segment
+                start, _, items, at = self._block(hi - 1, self._unit)
+                lo = max(start, self._committed)
+                table = self._envelopes(items[lo - start : hi - start], at)
+                kind_col, asset_col = table["kind"], table["asset"]
+            else:
+                lo = max(0, hi - self._unit)
+                kind_col = self._body.column("kind", lo, hi) if codes is not None else None
+                asset_col = self._body.column("asset", lo, hi) if asset_code is not None else None
+            rows = np.flatnonzero(self._match(kind_col, asset_col, codes, asset_code)) + lo
+            rows = rows[len(rows) - (n - count) :] if len(rows) > n - count else rows
+            found.append([self[int(seq)] for seq in rows])
+            count += len(rows)
             hi = lo
         return [event for block in reversed(found) for event in block]
+
+    @staticmethod
+    def _envelopes(items: list[bytes], at: int) -> np.ndarray[Any, Any]:
+        """The envelopes of stored records, as a table (ENV_DTYPE)."""
+        return np.frombuffer(
+            b"".join([item[at : at + ENVELOPE_SIZE] for item in items]), dtype=ENV_DTYPE
+        )
 
     @staticmethod
     def _head_table(heads: list[bytes]) -> np.ndarray[Any, Any]:
@@ -892,13 +935,16 @@ class Trace:
         self._check_open()
         if name not in COLUMNS:
             raise KeyError(f"no envelope column {name!r}; columns are {', '.join(COLUMNS)}")
-        committed = self._committed  # the committer may advance it meanwhile
-        body = self._body.column(name, 0, committed)
-        skip = committed - self._mem_start
-        if len(self._heads) <= skip:
-            return body
-        tail = self._head_table(self._heads[skip:])[name]
-        return np.concatenate([body, tail])
+        committed = min(self._committed, self._mem_start)  # may advance meanwhile
+        parts = [self._body.column(name, 0, committed)]
+        seq = committed
+        while seq < self._mem_start:  # unsealed and older than the ring
+            start, stop, items, at = self._block(seq, self._unit)
+            parts.append(self._envelopes(items[seq - start : stop - start], at)[name])
+            seq = stop
+        if self._heads:
+            parts.append(self._head_table(self._heads)[name])
+        return np.concatenate(parts)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self)} events"
