@@ -277,6 +277,8 @@ class Trace:
                 payloads.append(record[_HEAD_SIZE:])
                 expected += 1
         self._committed = committed
+        self._segments = {scan.start: scan.records for scan in scans}
+        """Records of unsealed segments as last scanned (at open, or by a read since)."""
         keep = min(len(heads), RING)
         self._mem_start = expected - keep
         self._heads = heads[len(heads) - keep :]
@@ -783,12 +785,18 @@ class Trace:
                 block = (start, stop, self._body.records(start, stop), 0)
                 break
             start = seq - seq % self._unit
-            try:
-                records = scan_segment(self.path / "wal" / segment_name(start)).records
-            except FileNotFoundError:
-                # Sealed and removed since we last looked: the body has it now.
-                self._committed = max(self._committed, int(read_meta(self.path)["committed"]))
-                continue
+            for sealed in [k for k in self._segments if k + self._unit <= self._committed]:
+                del self._segments[sealed]
+            records = self._segments.get(start)
+            if records is None or seq - start >= len(records):
+                try:
+                    records = scan_segment(self.path / "wal" / segment_name(start)).records
+                except FileNotFoundError:
+                    # Sealed and removed since we last looked: the body has it now.
+                    meta = read_meta(self.path)
+                    self._committed = max(self._committed, int(meta["committed"]))
+                    continue
+                self._segments[start] = records
             stop = min(start + len(records), self._mem_start)
             if seq >= stop:
                 raise TraceCorrupted(
