@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from eventsrc import Note, Trace, TraceCorrupted
+from eventsrc import Note, Trace, TraceCorrupted, TraceError
 from eventsrc.trace.segment import list_segments
 
 SMALL: dict[str, Any] = {"unit": 64, "record_chunk": 16}
@@ -164,3 +164,72 @@ def test_a_torn_batch_is_dropped_whole(trace_path: Path) -> None:
     with Trace.open(trace_path, "a") as trace:
         assert len(trace) == 1
         assert trace.recovery.dropped_frames == 1
+
+
+def test_a_failed_batch_keeps_definitions_queued_by_an_earlier_failed_append(
+    trace_path: Path,
+) -> None:
+    """A kind (and asset) first met by an append that then failed to encode keeps its code;
+    a later failed extend must not forget to write that code's definition."""
+    from decimal import Decimal
+
+    from eventsrc import Decision, EventNotSerializable, TickerObserved
+
+    with Trace.open(trace_path, "w") as trace:
+        trace.append(Note("first"))
+        with pytest.raises(EventNotSerializable):
+            trace.append(Decision("d", values={"n": 2**70}, asset="NEW/ASSET"))
+        with pytest.raises(EventNotSerializable):
+            trace.extend([TickerObserved(bid=Decimal(1)), Decision("x", values={"n": 2**70})])
+        trace.append(Decision("ok", values={"n": 1}, asset="NEW/ASSET"))
+    with Trace.open(trace_path) as trace:
+        last = trace[-1]
+        assert isinstance(last, Decision) and last.name == "ok"
+        assert last.asset == "NEW/ASSET"
+        assert trace.tail(5, asset="NEW/ASSET") == [last]
+
+
+def test_a_write_error_stops_the_trace_and_loses_nothing_written(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from eventsrc import TraceError
+
+    trace = Trace.open(trace_path, "w", durability="sync")
+    for i in range(5):
+        trace.append(Note(f"{i}"))
+
+    def full_disk(fd: int, buffers: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", full_disk)
+    with pytest.raises(TraceError, match="No space left"):
+        trace.append(Note("5"))
+    monkeypatch.undo()
+    with pytest.raises(TraceError):
+        trace.append(Note("6"))  # no frame may follow a failed one
+    with pytest.raises(TraceError):
+        trace.close()
+    with Trace.open(trace_path, "a") as again:
+        assert [e.text for e in again] == ["0", "1", "2", "3", "4"]  # type: ignore[attr-defined]
+        assert again.append(Note("5")) == 5
+
+
+def test_an_interrupted_append_leaves_a_whole_trace(trace_path: Path) -> None:
+    class Interrupting(list[bytes]):
+        def append(self, item: bytes) -> None:
+            raise KeyboardInterrupt
+
+    trace = Trace.open(trace_path, "w", durability="none")
+    trace.append(Note("0"))
+    trace._heads = Interrupting(trace._heads)
+    with pytest.raises(KeyboardInterrupt):
+        trace.append(Note("1"))
+    with pytest.raises(TraceError):
+        trace.append(Note("2"))  # the seq could be reused: the trace takes no more
+    with pytest.raises(TraceError):
+        trace.close()  # reports the interruption, but writes what was queued whole
+    with Trace.open(trace_path, "a") as again:
+        assert [e.text for e in again] == ["0", "1"]  # type: ignore[attr-defined]

@@ -55,6 +55,7 @@ FILL: dict[str, int] = {
     "cause": -(2**63),
 }
 ZSTD_LEVEL = 1
+GROW_UNITS = 8
 
 # The payload column's dtype is deliberate (see the module docstring); zarr warns about it each
 # time such an array is opened, from whichever thread opens it, so the filter is process-wide
@@ -178,12 +179,13 @@ class BodyWriter:
             path = self.root / RECORD / "c" / str(index * per_unit + j)
             _write_file(path, self._chunk(raw))
         for name, doc in self._metadata.items():
+            fsync_path(self.root / name / "c")  # the new chunk files' directory entries
             if doc["shape"][0] < stop:
-                doc["shape"] = [stop]
+                # Grow GROW_UNITS units at a time: each growth rewrites (and fsyncs) every
+                # array's zarr.json. Rows past the committed length are not events anyway.
+                doc["shape"] = [stop + (GROW_UNITS - 1) * self.unit]
                 _replace_file(self.root / name / "zarr.json", json.dumps(doc, indent=2).encode())
-        for name in self._metadata:
-            fsync_path(self.root / name / "c")
-            fsync_path(self.root / name)
+                fsync_path(self.root / name)
 
     def close(self) -> None:
         pass

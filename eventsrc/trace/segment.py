@@ -236,7 +236,8 @@ class SegmentWriter:
         retire_rotated: bool,
         on_complete: Callable[[int], None],
     ) -> None:
-        """``sync_rotation``: fsync a segment when it is complete, and each new file's entry.
+        """``sync_rotation``: fsync a segment when it is complete, and each new file and its
+        directory entry when created (else the directory is fsynced by ``sync``).
         ``retire_rotated``: keep complete segments' fds open for ``take_retired`` (a flusher
         fsyncs and closes them) instead of closing them at once. ``on_complete(start)`` is
         called once the segment that ends at ``start`` is all written."""
@@ -247,6 +248,7 @@ class SegmentWriter:
         self._sync_rotation = sync_rotation
         self._retire_rotated = retire_rotated
         self._retired: list[int] = []
+        self._dir_unsynced = False
         self._on_complete = on_complete
         self.fd = -1
         self._open(start)
@@ -258,9 +260,11 @@ class SegmentWriter:
         except FileNotFoundError:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
             os.write(fd, SEGMENT_HEADER.pack(MAGIC, start))
-            if self._sync_rotation or self._retire_rotated:
+            if self._sync_rotation:
                 os.fdatasync(fd)
                 fsync_dir(self.wal_dir)
+            else:
+                self._dir_unsynced = True
         self.fd = fd
         self.start = start
 
@@ -293,11 +297,13 @@ class SegmentWriter:
                 rest = rest[os.write(self.fd, rest) :]
 
     def _rotate(self, start: int) -> None:
+        # A complete segment is made durable before its successor exists, so a power cut can
+        # never leave a torn segment followed by another.
+        if self._sync_rotation:
+            os.fdatasync(self.fd)
         if self._retire_rotated:
-            self._retired.append(self.fd)
+            self._retired.append(self.fd)  # a flusher may be fsyncing it: it closes it
         else:
-            if self._sync_rotation:
-                os.fdatasync(self.fd)
             os.close(self.fd)
         self.fd = -1
         self._open(start)
@@ -314,6 +320,9 @@ class SegmentWriter:
             os.fdatasync(fd)
             os.close(fd)
         os.fdatasync(self.fd)
+        if self._dir_unsynced:
+            fsync_dir(self.wal_dir)
+            self._dir_unsynced = False
 
     def close(self) -> None:
         for fd in self.take_retired():
