@@ -96,7 +96,7 @@ ITER_BLOCK = 32768
 RING = 8192
 """The most recent events are kept in memory (between RING and 2 * RING of them), so tail()
 rarely reads a file; older ones are read back from the write-ahead segment or the body."""
-MAX_UNSEALED_UNITS = 3
+MAX_UNSEALED_UNITS = 8
 """Appending waits for the committer when more units than this are not yet sealed."""
 
 Durability = Literal["sync", "group", "none"]
