@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -356,16 +356,7 @@ def main() -> None:
         rate = {k: n / v for k, v in big.items()}
         rate.update({k: n_slow_peer / v for k, v in slow.items()})
         rate.update({k: n_sync / v for k, v in sync.items()})
-        for name in (
-            "plain",
-            "group",
-            "none",
-            "sqlite",
-            "eventsourcing",
-            "seed",
-            "sync",
-            "plain_sync",
-        ):
+        for name in paths:
             results[f"append_{name}_per_s"] = rate[name]
         results["append_group_vs_plain"] = rate["group"] / rate["plain"]
         results["append_none_vs_plain"] = rate["none"] / rate["plain"]
@@ -428,10 +419,6 @@ def main() -> None:
         "bytes_vs_plain": target(results["bytes_ours_vs_plain"], 1.0, "<="),
     }
     report("trace", results, targets, args.json)
-
-
-def _unused() -> Iterator[None]:  # keeps the typing import honest for mypy
-    yield None
 
 
 if __name__ == "__main__":
