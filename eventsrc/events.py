@@ -65,6 +65,7 @@ __all__ = [
     "WatcherStarted",
     "WatcherStopped",
     "encode_raw",
+    "to_decimal",
 ]
 
 E = TypeVar("E", bound="Event")
@@ -108,6 +109,61 @@ class Observation(Event):
 def encode_raw(payload: Any) -> bytes:
     """The raw venue payload as the JSON bytes an observation keeps (``None`` -> ``b""``)."""
     return b"" if payload is None else msgspec.json.encode(payload)
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """A ccxt number as an exact Decimal: floats through their shortest repr (``0.1`` ->
+    ``Decimal("0.1")``), strings parsed, None (or anything unparseable) -> None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except ArithmeticError:
+            return None
+    return None
+
+
+def _ms(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _fee(unified: Mapping[str, Any]) -> tuple[Decimal | None, str | None]:
+    """A ccxt structure's fee: ``fee`` if given, else the ``fees`` if all in one currency."""
+    fee = unified.get("fee")
+    if isinstance(fee, Mapping) and (fee.get("cost") is not None or fee.get("currency")):
+        return to_decimal(fee.get("cost")), _str(fee.get("currency"))
+    fees = [f for f in unified.get("fees") or () if isinstance(f, Mapping)]
+    currencies = {f.get("currency") for f in fees}
+    if fees and len(currencies) == 1:
+        total = Decimal(0)
+        for f in fees:
+            cost = to_decimal(f.get("cost"))
+            if cost is None:
+                return None, _str(currencies.pop())
+            total += cost
+        return total, _str(currencies.pop())
+    return None, None
+
+
+def _envelope(unified: Mapping[str, Any], source: str, cause: int | str | None) -> dict[str, Any]:
+    return {
+        "asset": _str(unified.get("symbol")),
+        "exchange_ts": _ms(unified.get("timestamp")),
+        "source": source,
+        "cause": cause,
+        "raw": encode_raw(unified),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,6 +441,32 @@ class OrderObserved(Observation):
     reduce_only: bool | None = None
     last_trade_timestamp: int | None = None
 
+    @classmethod
+    def from_ccxt(
+        cls, order: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
+    ) -> OrderObserved:
+        """From a ccxt unified order; the whole dict is kept as ``raw``."""
+        fee_cost, fee_currency = _fee(order)
+        reduce_only = order.get("reduceOnly")
+        return cls(
+            order_id=_str(order.get("id")),
+            client_order_id=_str(order.get("clientOrderId")),
+            side=_str(order.get("side")),
+            order_type=_str(order.get("type")),
+            status=_str(order.get("status")),
+            price=to_decimal(order.get("price")),
+            amount=to_decimal(order.get("amount")),
+            filled=to_decimal(order.get("filled")),
+            remaining=to_decimal(order.get("remaining")),
+            cost=to_decimal(order.get("cost")),
+            average=to_decimal(order.get("average")),
+            fee_cost=fee_cost,
+            fee_currency=fee_currency,
+            reduce_only=reduce_only if isinstance(reduce_only, bool) else None,
+            last_trade_timestamp=_ms(order.get("lastTradeTimestamp")),
+            **_envelope(order, source, cause),
+        )
+
 
 @kind("trade_observed")
 @attrs.frozen(kw_only=True)
@@ -402,6 +484,26 @@ class TradeObserved(Observation):
     fee_currency: str | None = None
     taker_or_maker: str | None = None
 
+    @classmethod
+    def from_ccxt(
+        cls, trade: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
+    ) -> TradeObserved:
+        """From a ccxt unified trade; the whole dict is kept as ``raw``."""
+        fee_cost, fee_currency = _fee(trade)
+        return cls(
+            trade_id=_str(trade.get("id")),
+            order_id=_str(trade.get("order")),
+            client_order_id=_str(trade.get("clientOrderId")),
+            side=_str(trade.get("side")),
+            price=to_decimal(trade.get("price")),
+            amount=to_decimal(trade.get("amount")),
+            cost=to_decimal(trade.get("cost")),
+            fee_cost=fee_cost,
+            fee_currency=fee_currency,
+            taker_or_maker=_str(trade.get("takerOrMaker")),
+            **_envelope(trade, source, cause),
+        )
+
 
 @attrs.frozen
 class Balance:
@@ -417,6 +519,32 @@ class Balance:
 @attrs.frozen(kw_only=True)
 class BalanceObserved(Observation):
     balances: tuple[Balance, ...] = attrs.field(converter=_balance_tuple)
+
+    @classmethod
+    def from_ccxt(
+        cls, balance: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
+    ) -> BalanceObserved:
+        """From a ccxt unified balance (``{"BTC": {"free", "used", "total"}, ...}``)."""
+        skip = {"info", "timestamp", "datetime", "free", "used", "total", "debt"}
+        entries = []
+        for currency in sorted(k for k in balance if k not in skip):
+            entry = balance[currency]
+            if isinstance(entry, Mapping):
+                entries.append(
+                    Balance(
+                        str(currency),
+                        total=to_decimal(entry.get("total")),
+                        free=to_decimal(entry.get("free")),
+                        used=to_decimal(entry.get("used")),
+                    )
+                )
+        return cls(
+            balances=tuple(entries),
+            exchange_ts=_ms(balance.get("timestamp")),
+            source=source,
+            cause=cause,
+            raw=encode_raw(balance),
+        )
 
 
 @kind("position_observed")
@@ -437,6 +565,28 @@ class PositionObserved(Observation):
     maintenance_margin: Decimal | None = None
     unrealized_pnl: Decimal | None = None
     margin_mode: str | None = None
+
+    @classmethod
+    def from_ccxt(
+        cls, position: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
+    ) -> PositionObserved:
+        """From a ccxt unified position; the whole dict is kept as ``raw``."""
+        return cls(
+            side=_str(position.get("side")),
+            contracts=to_decimal(position.get("contracts")),
+            contract_size=to_decimal(position.get("contractSize")),
+            entry_price=to_decimal(position.get("entryPrice")),
+            mark_price=to_decimal(position.get("markPrice")),
+            notional=to_decimal(position.get("notional")),
+            leverage=to_decimal(position.get("leverage")),
+            liquidation_price=to_decimal(position.get("liquidationPrice")),
+            collateral=to_decimal(position.get("collateral")),
+            initial_margin=to_decimal(position.get("initialMargin")),
+            maintenance_margin=to_decimal(position.get("maintenanceMargin")),
+            unrealized_pnl=to_decimal(position.get("unrealizedPnl")),
+            margin_mode=_str(position.get("marginMode")),
+            **_envelope(position, source, cause),
+        )
 
 
 @kind("cancel_requested")
@@ -475,6 +625,22 @@ class TickerObserved(Observation):
     ask_volume: Decimal | None = None
     base_volume: Decimal | None = None
     quote_volume: Decimal | None = None
+
+    @classmethod
+    def from_ccxt(
+        cls, ticker: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
+    ) -> TickerObserved:
+        """From a ccxt unified ticker; the whole dict is kept as ``raw``."""
+        return cls(
+            bid=to_decimal(ticker.get("bid")),
+            ask=to_decimal(ticker.get("ask")),
+            last=to_decimal(ticker.get("last")),
+            bid_volume=to_decimal(ticker.get("bidVolume")),
+            ask_volume=to_decimal(ticker.get("askVolume")),
+            base_volume=to_decimal(ticker.get("baseVolume")),
+            quote_volume=to_decimal(ticker.get("quoteVolume")),
+            **_envelope(ticker, source, cause),
+        )
 
 
 @kind("ohlcv_observed")

@@ -1,24 +1,63 @@
-"""Hypothesis strategies for eventsrc events, for the project's tests and for users' own.
+"""Hypothesis strategies and law checks, for the project's tests and for users' own.
 
-``events()`` draws any registered kind (or only the kinds given), every field drawn from its
-type hint: exact Decimals, bytes, nested attrs values, optional fields sometimes None. Requires
-hypothesis (``pip install eventsrc[testing]``).
+- ``events()`` draws any registered kind (or only the kinds given), every field drawn from its
+  type hint: exact Decimals, bytes, nested attrs values, optional fields sometimes None.
+- ``fill_histories()`` draws one order's life at a venue (cumulative reports after each partial
+  fill, and its trades); ``shuffled(events)`` reorders and repeats them; ``event_streams()``
+  draws a whole strategy's stream, with missing trades and malformed observations.
+- ``check_*`` are the reducer's laws as plain functions: point them at any reducer.
+
+The project's own law tests use exactly these. Requires hypothesis
+(``pip install eventsrc[testing]``).
 """
 
 from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Union, get_args, get_origin
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import attrs
 from hypothesis import strategies as st
 
-from eventsrc.events import REGISTRY, Event, EventRegistry
+from eventsrc.events import (
+    REGISTRY,
+    Balance,
+    BalanceObserved,
+    Event,
+    EventRegistry,
+    OrderObserved,
+    OrderRequested,
+    PositionObserved,
+    StrategyStarted,
+    TickerObserved,
+    TradeObserved,
+)
 
-__all__ = ["decimals", "event_of", "events", "strategy_for", "symbols"]
+__all__ = [
+    "UNIVERSE",
+    "FillHistory",
+    "balances",
+    "check_fold_composes",
+    "check_idempotent",
+    "check_order_insensitive",
+    "decimals",
+    "event_of",
+    "event_streams",
+    "events",
+    "fill_histories",
+    "fold_with",
+    "malformed_observations",
+    "positions",
+    "shuffled",
+    "stamp_all",
+    "strategy_for",
+    "strategy_started",
+    "symbols",
+    "tickers",
+]
 
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -98,3 +137,332 @@ def events(
     """Events of any registered kind (or only of ``kinds``), before a trace stamps them."""
     classes = list(kinds) if kinds is not None else [info.cls for info in registry.kinds()]
     return st.one_of([event_of(cls) for cls in classes])
+
+
+# ---------------------------------------------------------------------------------------------
+# Event streams: orders with partial fills, their trades, balances, positions, tickers
+
+
+@attrs.frozen
+class FillHistory:
+    """One order's life at the venue, as events: its cumulative reports and its trades.
+
+    ``observations`` are the order's reports after each fill (filled and cost cumulative),
+    ``trades`` one TradeObserved per fill; ``filled``, ``cost`` and ``fee`` the venue's final
+    totals. Folding any interleaving of them (with duplicates) must give those totals.
+    """
+
+    symbol: str
+    order_id: str
+    client_order_id: str
+    side: str
+    amount: Decimal
+    observations: tuple[OrderObserved, ...]
+    trades: tuple[TradeObserved, ...]
+    filled: Decimal
+    cost: Decimal
+    fee: Decimal
+    status: str
+
+    def events(self) -> list[Event]:
+        return [*self.observations, *self.trades]
+
+
+UNIVERSE = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+_prices = st.integers(1, 10**7).map(lambda i: Decimal(i).scaleb(-2))  # 0.01 .. 100000.00
+_quantities = st.integers(1, 10**6).map(lambda i: Decimal(i).scaleb(-4))  # 0.0001 .. 100
+
+
+@st.composite
+def fill_histories(
+    draw: st.DrawFn,
+    symbol: str | None = None,
+    order_id: str | None = None,
+    max_fills: int = 6,
+) -> FillHistory:
+    """A random order with 0..max_fills partial fills at different prices, exact to the cent."""
+    symbol = symbol or draw(st.sampled_from(UNIVERSE))
+    order_id = order_id or f"o{draw(st.integers(1, 10**9))}"
+    client_order_id = f"c-{order_id}"
+    side = draw(st.sampled_from(["buy", "sell"]))
+    fills = draw(st.lists(st.tuples(_quantities, _prices), max_size=max_fills))
+    extra = draw(st.sampled_from([Decimal(0), Decimal("0.5")]))
+    filled_total = sum((q for q, _ in fills), Decimal(0))
+    amount = filled_total + extra if fills else Decimal(1) + extra
+    end = "closed" if filled_total == amount else draw(st.sampled_from(["open", "canceled"]))
+    quote = symbol.split("/")[1]
+    start_ms = draw(st.integers(1_700_000_000_000, 1_800_000_000_000))
+    observations = [
+        OrderObserved(
+            order_id=order_id,
+            client_order_id=client_order_id,
+            side=side,
+            order_type="limit",
+            status="open",
+            price=fills[0][1] if fills else Decimal(100),
+            amount=amount,
+            filled=Decimal(0),
+            remaining=amount,
+            cost=Decimal(0),
+            fee_cost=Decimal(0),
+            fee_currency=quote,
+            asset=symbol,
+            exchange_ts=start_ms,
+            source="watch_orders",
+        )
+    ]
+    trades = []
+    filled = cost = fee = Decimal(0)
+    for i, (quantity, price) in enumerate(fills, 1):
+        fill_cost = quantity * price
+        fill_fee = (fill_cost / 1000).quantize(Decimal("0.00000001"))
+        filled, cost, fee = filled + quantity, cost + fill_cost, fee + fill_fee
+        status = end if i == len(fills) else "open"
+        trades.append(
+            TradeObserved(
+                trade_id=f"{order_id}-t{i}",
+                order_id=order_id,
+                client_order_id=client_order_id,
+                side=side,
+                price=price,
+                amount=quantity,
+                cost=fill_cost,
+                fee_cost=fill_fee,
+                fee_currency=quote,
+                asset=symbol,
+                exchange_ts=start_ms + i,
+                source="watch_my_trades",
+            )
+        )
+        observations.append(
+            OrderObserved(
+                order_id=order_id,
+                client_order_id=client_order_id,
+                side=side,
+                order_type="limit",
+                status=status,
+                price=fills[0][1],
+                amount=amount,
+                filled=filled,
+                remaining=amount - filled,
+                cost=cost,
+                average=cost / filled,
+                fee_cost=fee,
+                fee_currency=quote,
+                asset=symbol,
+                exchange_ts=start_ms + i,
+                last_trade_timestamp=start_ms + i,
+                source="watch_orders",
+            )
+        )
+    if not fills and end != "open":
+        observations.append(attrs.evolve(observations[0], status=end, exchange_ts=start_ms + 1))
+    return FillHistory(
+        symbol,
+        order_id,
+        client_order_id,
+        side,
+        amount,
+        tuple(observations),
+        tuple(trades),
+        filled,
+        cost,
+        fee,
+        end,
+    )
+
+
+def shuffled(events: list[Event]) -> st.SearchStrategy[list[Event]]:
+    """``events`` in any order, some of them repeated."""
+    return st.permutations(events).flatmap(
+        lambda order: (
+            st.lists(st.sampled_from(order), max_size=len(order)).map(
+                lambda repeats: [*order, *repeats]
+            )
+            if order
+            else st.just([])
+        )
+    )
+
+
+def strategy_started(universe: tuple[str, ...] = UNIVERSE, margin: bool = False) -> Event:
+    return StrategyStarted("USDT", universe, margin=margin, exchange="sim", strategy="test")
+
+
+@st.composite
+def balances(draw: st.DrawFn, currencies: tuple[str, ...] = ("USDT", "BTC", "ETH", "SOL")) -> Event:
+    chosen = draw(st.lists(st.sampled_from(currencies), min_size=1, unique=True))
+    entries = []
+    for currency in chosen:
+        free, used = draw(_quantities), draw(st.sampled_from([Decimal(0), Decimal("1.5")]))
+        entries.append(Balance(currency, free + used, free, used))
+    return BalanceObserved(balances=tuple(entries), source="watch_balance")
+
+
+@st.composite
+def positions(draw: st.DrawFn, symbols: tuple[str, ...] = ("BTC/USDT:USDT",)) -> Event:
+    return PositionObserved(
+        side=draw(st.sampled_from(["long", "short"])),
+        contracts=draw(st.sampled_from([Decimal(0), Decimal("0.01"), Decimal("0.5")])),
+        entry_price=draw(_prices),
+        leverage=Decimal(5),
+        asset=draw(st.sampled_from(symbols)),
+        source="watch_positions",
+    )
+
+
+def tickers(symbols: tuple[str, ...] = UNIVERSE) -> st.SearchStrategy[Event]:
+    return st.builds(
+        lambda symbol, bid, spread: TickerObserved(
+            asset=symbol, bid=bid, ask=bid + spread, last=bid, source="watch_ticker"
+        ),
+        st.sampled_from(symbols),
+        _prices,
+        st.sampled_from([Decimal("0.01"), Decimal("0.5")]),
+    )
+
+
+def malformed_observations(symbols: tuple[str, ...] = UNIVERSE) -> st.SearchStrategy[Event]:
+    """Observations the reducer must record as anomalies and otherwise ignore."""
+    symbol = st.sampled_from(symbols)
+    return st.one_of(
+        st.builds(
+            lambda s: OrderObserved(
+                order_id=None, asset=s, status="open", amount=Decimal(1), filled=Decimal(0)
+            ),
+            symbol,
+        ),
+        st.builds(
+            lambda s: OrderObserved(
+                order_id="bad-1", asset=s, status="open", amount=Decimal(-1), filled=Decimal(0)
+            ),
+            symbol,
+        ),
+        st.builds(
+            lambda s: OrderObserved(
+                order_id="bad-2",
+                asset=s,
+                status="open",
+                amount=Decimal(1),
+                filled=Decimal(2),
+                cost=Decimal(2),
+            ),
+            symbol,
+        ),
+        st.builds(
+            lambda s: OrderObserved(
+                order_id="bad-3", asset=s, status="open", amount=None, filled=Decimal(0)
+            ),
+            symbol,
+        ),
+        st.just(
+            OrderObserved(
+                order_id="bad-4",
+                asset="NOPE/USDT",
+                status="open",
+                amount=Decimal(1),
+                filled=Decimal(0),
+            )
+        ),
+        st.builds(
+            lambda s: OrderObserved(
+                order_id="bad-5", asset=s, status="open", amount=Decimal(1), filled=Decimal("NaN")
+            ),
+            symbol,
+        ),
+        st.builds(
+            lambda s: TradeObserved(
+                trade_id=None, order_id="x", asset=s, amount=Decimal(1), price=Decimal(1)
+            ),
+            symbol,
+        ),
+        st.builds(
+            lambda s: TradeObserved(
+                trade_id="t-bad", order_id="x", asset=s, amount=None, price=Decimal(1)
+            ),
+            symbol,
+        ),
+        st.just(PositionObserved(side="sideways", contracts=Decimal(1), asset=symbols[0])),
+        st.just(BalanceObserved(balances=(Balance("USDT"),))),
+    )
+
+
+def event_streams(max_orders: int = 4) -> st.SearchStrategy[list[Event]]:
+    """A strategy's stream: StrategyStarted, then orders with partial fills (their reports and
+    trades interleaved, some trades missing), balances, tickers and malformed observations."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> list[Event]:
+        histories = draw(
+            st.lists(fill_histories(), max_size=max_orders, unique_by=lambda h: h.order_id)
+        )
+        parts: list[Event] = []
+        for history in histories:
+            keep = draw(
+                st.lists(st.booleans(), min_size=len(history.trades), max_size=len(history.trades))
+            )
+            parts.append(
+                OrderRequested(
+                    history.client_order_id,
+                    history.side,
+                    "limit",
+                    history.amount,
+                    history.observations[0].price,
+                    asset=history.symbol,
+                    source="strategy",
+                )
+            )
+            parts.extend(history.observations)
+            parts.extend(t for t, k in zip(history.trades, keep, strict=True) if k)
+        parts.extend(draw(st.lists(st.one_of(balances(), tickers()), max_size=4)))
+        parts.extend(draw(st.lists(malformed_observations(), max_size=2)))
+        return [strategy_started(), *draw(st.permutations(parts))]
+
+    return build()
+
+
+# ---------------------------------------------------------------------------------------------
+# Laws: point them at any reducer (state, event) -> state with a fixed empty state
+
+S = TypeVar("S")
+
+
+def stamp_all(events: Sequence[Event], start: int = 0) -> list[Event]:
+    """Copies of ``events`` stamped with dense seqs from ``start`` (as a trace would)."""
+    return [attrs.evolve(e, seq=start + i, ts=0) for i, e in enumerate(events)]
+
+
+def fold_with(reducer: Callable[[S, Event], S], state: S, events: Iterable[Event]) -> S:
+    for event in events:
+        state = reducer(state, event)
+    return state
+
+
+def check_fold_composes(
+    reducer: Callable[[S, Event], S], empty: S, a: Sequence[Event], b: Sequence[Event]
+) -> None:
+    """fold(a + b) == fold(b) started from fold(a)."""
+    whole = fold_with(reducer, empty, [*a, *b])
+    parts = fold_with(reducer, fold_with(reducer, empty, a), b)
+    assert whole == parts, "fold(a + b) differs from fold(b, from fold(a))"
+
+
+def check_idempotent(reducer: Callable[[S, Event], S], state: S, event: Event) -> None:
+    """Folding the same observation twice == folding it once."""
+    once = reducer(state, event)
+    twice = reducer(once, event)
+    assert twice == once, f"folding {event.kind} at seq {event.seq} twice changed the state"
+
+
+def check_order_insensitive(
+    reducer: Callable[[S, Event], S],
+    start: S,
+    events: Sequence[Event],
+    reordered: Sequence[Event],
+    project: Callable[[S], Any],
+) -> None:
+    """Folding ``reordered`` (the same events, permuted, repeated) gives the same
+    ``project(state)`` as folding ``events``."""
+    expected = project(fold_with(reducer, start, events))
+    actual = project(fold_with(reducer, start, reordered))
+    assert actual == expected, "the order of the events changed the state"

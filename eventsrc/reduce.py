@@ -1,0 +1,555 @@
+"""``reduce(state, event) -> state``: the one function every mode folds the trace with.
+
+Pure, total and deterministic: it reads no clock, randomness, network or environment, and on a
+well-formed event of any kind it never raises. An observation that is malformed (an order with
+no id, a missing or negative amount, an unknown symbol, None where a number belongs, filled
+beyond the amount, a non-finite number) is recorded in ``state.anomalies`` under its seq and
+changes nothing else. Folding the same observation twice changes nothing the second time:
+orders move only forward (``Order.best``), trades and reported levels are sets, balances and
+positions are replaced, anomalies and watcher counters are keyed by seq.
+
+Cash (spot): a balance report from the venue replaces the balances of the universe's
+currencies (margin: only the main currency); fills folded since then move cash by the change
+in each order's totals (base +/- filled, quote -/+ cost, fee currency - fee), so cash is right
+between reports and is corrected by the next one.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import attrs
+from immutables import Map
+
+from eventsrc.events import (
+    BalanceObserved,
+    CancelObserved,
+    Event,
+    LocalCheckFailed,
+    OHLCVObserved,
+    OrderAcknowledged,
+    OrderObserved,
+    OrderRejected,
+    OrderRequested,
+    OrderRequestFailed,
+    PositionObserved,
+    StrategyStarted,
+    StrategyStopped,
+    TickerObserved,
+    TradeObserved,
+    WatcherError,
+    WatcherReconnected,
+    WatcherStarted,
+    WatcherStopped,
+)
+from eventsrc.fills import settle
+from eventsrc.state import (
+    ACKNOWLEDGED,
+    CANCELED,
+    EXACT,
+    FAILED,
+    OPEN,
+    PARTIALLY_FILLED,
+    REJECTED,
+    TERMINAL,
+    ZERO,
+    Anomaly,
+    Cash,
+    Config,
+    Fill,
+    Level,
+    Order,
+    Position,
+    Report,
+    State,
+    WatcherHealth,
+    furthest,
+    split_symbol,
+)
+
+__all__ = ["REDUCER_VERSION", "Malformed", "reduce"]
+
+REDUCER_VERSION = 1
+"""Bump whenever a change to the reducer would fold some trace into a different state: it makes
+stored snapshots (folded by the old reducer) ignored instead of trusted."""
+
+_add = EXACT.add
+_sub = EXACT.subtract
+_mul = EXACT.multiply
+_VENUE_STATUSES = frozenset({"open", "closed", "canceled", "expired", "rejected"})
+
+
+class Malformed(Exception):
+    """Raised inside a handler for an observation that cannot be folded; becomes an anomaly."""
+
+
+def reduce(state: State, event: Event) -> State:
+    """The state after folding ``event`` (its ``seq``, or ``state.seq + 1`` if unstamped)."""
+    seq = event.seq if event.seq is not None else state.seq + 1
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        return _advance(state, seq)
+    try:
+        return handler(state, event, seq)
+    except Malformed as exc:
+        return _anomaly(state, event, seq, str(exc))
+    except decimal.DecimalException as exc:  # e.g. NaN compared, an overflow
+        return _anomaly(state, event, seq, f"a number cannot be used ({type(exc).__name__})")
+
+
+# ---------------------------------------------------------------------------------------------
+# State construction: direct (attrs.evolve costs ~3x), every field given
+
+
+def _state(
+    s: State,
+    seq: int,
+    *,
+    config: Config | None = None,
+    cash: Map[str, Cash] | None = None,
+    positions: Map[tuple[str, str], Position] | None = None,
+    orders: Map[str, Order] | None = None,
+    requests: Map[str, Order] | None = None,
+    client_orders: Map[str, str] | None = None,
+    last_price: Map[str, Decimal] | None = None,
+    watchers: Map[str, WatcherHealth] | None = None,
+    anomalies: Map[int, Anomaly] | None = None,
+) -> State:
+    return State(
+        seq,
+        s.config if config is None else config,
+        s.cash if cash is None else cash,
+        s.positions if positions is None else positions,
+        s.orders if orders is None else orders,
+        s.requests if requests is None else requests,
+        s.client_orders if client_orders is None else client_orders,
+        s.last_price if last_price is None else last_price,
+        s.watchers if watchers is None else watchers,
+        s.anomalies if anomalies is None else anomalies,
+    )
+
+
+def _advance(s: State, seq: int) -> State:
+    return _state(s, seq)
+
+
+def _anomaly(s: State, event: Event, seq: int, reason: str) -> State:
+    return _state(s, seq, anomalies=s.anomalies.set(seq, Anomaly(seq, event.kind, reason)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks: each raises Malformed with a reason a person can act on
+
+
+def _number(value: Decimal | None, name: str, *, positive: bool = False) -> Decimal:
+    if value is None:
+        raise Malformed(f"{name} is missing")
+    if not value.is_finite():
+        raise Malformed(f"{name} is {value}")
+    if value < 0 or (positive and value == 0):
+        raise Malformed(f"{name} is {value}, must be {'> 0' if positive else '>= 0'}")
+    return value
+
+
+def _known_symbol(s: State, symbol: str | None) -> str:
+    if symbol is None:
+        raise Malformed("no symbol")
+    if symbol not in s.config.universe:
+        raise Malformed(f"unknown symbol {symbol!r} (not in the strategy's universe)")
+    return symbol
+
+
+def _side(side: str | None) -> str:
+    if side not in ("buy", "sell"):
+        raise Malformed(f"side is {side!r}, must be 'buy' or 'sell'")
+    return side
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders
+
+
+def _shown(order: Order) -> Order:
+    """``order`` with its status shown as ``partially_filled`` while open with some fill."""
+    status = order.status
+    if status in (OPEN, PARTIALLY_FILLED, ACKNOWLEDGED) and order.filled > 0:
+        done = order.amount is not None and order.filled >= order.amount
+        status = OPEN if done else PARTIALLY_FILLED
+    elif status == PARTIALLY_FILLED:
+        status = OPEN
+    return order if status == order.status else attrs.evolve(order, status=status)
+
+
+def _forward(order: Order, status: str) -> Order:
+    """``order`` at ``status`` if that is further along; never backwards."""
+    later = furthest(order.status, status)
+    return order if later == order.status else _shown(attrs.evolve(order, status=later))
+
+
+def _account(s: State, order: Order, cash: Map[str, Cash]) -> tuple[Order, Map[str, Cash]]:
+    """Spot: move cash by the change in the order's totals since last accounted."""
+    before = order.accounted
+    d_filled = _sub(order.filled, before.filled)
+    d_cost = _sub(order.cost, before.cost)
+    d_fee = _sub(order.fee_cost, before.fee)
+    if not (d_filled or d_cost or d_fee) or s.config.margin or order.side is None:
+        return order, cash
+    base, quote, _ = split_symbol(order.symbol)
+    if base is None or quote is None:
+        return order, cash
+    sign = 1 if order.side == "buy" else -1
+    moves = [(base, d_filled if sign > 0 else -d_filled), (quote, -d_cost if sign > 0 else d_cost)]
+    if d_fee and order.fee_currency:
+        moves.append((order.fee_currency, -d_fee))
+    for currency, delta in moves:
+        if not delta:
+            continue
+        old = cash.get(currency) or Cash()
+        cash = cash.set(currency, Cash(_add(old.total, delta), _add(old.free, delta), old.used))
+    return attrs.evolve(order, accounted=Level(order.filled, order.cost, order.fee_cost)), cash
+
+
+def _store(s: State, seq: int, order: Order, *, requests: Map[str, Order] | None = None) -> State:
+    """Put a named order back into the state (linking its client id), settling cash."""
+    order_id = order.order_id
+    assert order_id is not None
+    order, cash = _account(s, order, s.cash)
+    client_orders = s.client_orders
+    if order.client_order_id and client_orders.get(order.client_order_id) != order_id:
+        client_orders = client_orders.set(order.client_order_id, order_id)
+    return _state(
+        s,
+        seq,
+        cash=cash,
+        orders=s.orders.set(order_id, order),
+        requests=requests,
+        client_orders=client_orders,
+    )
+
+
+def _named(
+    s: State, order_id: str, client_order_id: str | None, symbol: str
+) -> tuple[Order, Map[str, Order] | None]:
+    """The order to update for a venue report: known by id, or the local request it answers
+    (taken out of ``requests``), or a new one."""
+    order = s.orders.get(order_id)
+    if order is not None:
+        if not client_order_id or order.client_order_id == client_order_id:
+            return order, None
+        request = s.requests.get(client_order_id)
+        if request is None:
+            return attrs.evolve(order, client_order_id=client_order_id), None
+        # Known by id first (say from a trade), and now linked to the request it answers.
+        merged = attrs.evolve(
+            order,
+            client_order_id=client_order_id,
+            side=order.side or request.side,
+            order_type=order.order_type or request.order_type,
+            price=order.price if order.price is not None else request.price,
+            amount=order.amount if order.amount is not None else request.amount,
+            status=furthest(order.status, request.status),
+        )
+        return merged, s.requests.delete(client_order_id)
+    if client_order_id and client_order_id in s.requests:
+        request = s.requests[client_order_id]
+        return attrs.evolve(request, order_id=order_id), s.requests.delete(client_order_id)
+    return Order(order_id=order_id, client_order_id=client_order_id, symbol=symbol), None
+
+
+def _order_requested(s: State, e: OrderRequested, seq: int) -> State:
+    symbol = _known_symbol(s, e.asset)
+    side = _side(e.side)
+    amount = _number(e.amount, "amount", positive=True)
+    if e.price is not None:
+        _number(e.price, "price", positive=True)
+    cid = e.client_order_id
+    known = s.requests.get(cid)
+    if known is None and cid in s.client_orders:
+        known = s.orders.get(s.client_orders[cid])
+    request = Order(
+        order_id=None,
+        client_order_id=cid,
+        symbol=symbol,
+        side=side,
+        order_type=e.order_type,
+        price=e.price,
+        amount=amount,
+        last_seq=seq,
+    )
+    if known is not None:
+        same = (known.symbol, known.side, known.order_type, known.price, known.amount) == (
+            symbol,
+            side,
+            e.order_type,
+            e.price,
+            amount,
+        )
+        if not same:
+            raise Malformed(f"client order id {cid!r} is reused for a different order")
+        return _advance(s, seq)  # a retry of the same request
+    return _state(s, seq, requests=s.requests.set(cid, request))
+
+
+def _local_outcome(status: str) -> Callable[[State, Any, int], State]:
+    def handle(s: State, e: Any, seq: int) -> State:
+        cid = e.client_order_id
+        reason = (
+            getattr(e, "reason", None) or f"{getattr(e, 'error', '')} {getattr(e, 'message', '')}"
+        )
+        if cid is not None and cid in s.requests:
+            request = s.requests[cid]
+            if furthest(request.status, status) == request.status:
+                return _advance(s, seq)
+            updated = attrs.evolve(request, status=status, reason=reason.strip(), last_seq=seq)
+            return _state(s, seq, requests=s.requests.set(cid, updated))
+        order_id = s.client_orders.get(cid) if cid is not None else None
+        if order_id is not None and status == REJECTED:
+            order = _forward(s.orders[order_id], status)
+            return _store(s, seq, attrs.evolve(order, reason=reason.strip()))
+        return _advance(s, seq)
+
+    return handle
+
+
+def _order_acknowledged(s: State, e: OrderAcknowledged, seq: int) -> State:
+    cid = e.client_order_id
+    symbol = e.asset
+    if symbol is None and cid and cid in s.requests:
+        symbol = s.requests[cid].symbol
+    order, requests = _named(s, e.order_id, cid, _known_symbol(s, symbol))
+    return _store(s, seq, _forward(order, ACKNOWLEDGED), requests=requests)
+
+
+def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
+    if e.order_id is None:
+        raise Malformed("no order id")
+    symbol = _known_symbol(s, e.asset)
+    if e.status is None or e.status not in _VENUE_STATUSES:
+        raise Malformed(f"status is {e.status!r}")
+    amount = _number(e.amount, "amount")
+    filled = _number(e.filled, "filled")
+    if filled > amount:
+        raise Malformed(f"filled {filled} is more than the amount {amount}")
+    if e.cost is not None:
+        cost = _number(e.cost, "cost")
+    elif filled == 0:
+        cost = ZERO
+    elif e.average is not None:
+        cost = _mul(_number(e.average, "average"), filled)
+    else:
+        raise Malformed("filled without a cost or an average price")
+    fee = ZERO if e.fee_cost is None else _number(e.fee_cost, "fee")
+    status = e.status
+    order, requests = _named(s, e.order_id, e.client_order_id, symbol)
+    if e.price is not None:
+        _finite(e.price, "price")
+    if order.symbol != symbol:
+        raise Malformed(f"order {e.order_id} was {order.symbol}, now reported as {symbol}")
+    report = Report(
+        filled, status, cost, e.fee_cost, e.exchange_ts, e.last_trade_timestamp, amount, e.price
+    )
+    if order.best is None or report.rank() > order.best.rank():
+        order = attrs.evolve(
+            order,
+            side=e.side or order.side,
+            order_type=e.order_type or order.order_type,
+            price=e.price if e.price is not None else order.price,
+            amount=amount,
+            fee_currency=e.fee_currency or order.fee_currency,
+            best=report,
+        )
+    order = attrs.evolve(order, status=furthest(order.status, status))
+    level = Level(filled, cost, fee)
+    if filled > 0 and level not in order.levels:
+        levels = tuple(sorted((*order.levels, level), key=lambda x: (x.filled, x.cost, x.fee)))
+        order = attrs.evolve(order, levels=levels)
+    return _store(s, seq, _shown(settle(order, seq)), requests=requests)
+
+
+def _trade_observed(s: State, e: TradeObserved, seq: int) -> State:
+    if e.trade_id is None:
+        raise Malformed("no trade id (a trade without one cannot be told from a repeat)")
+    if e.order_id is None:
+        raise Malformed("no order id")
+    symbol = _known_symbol(s, e.asset)
+    amount = _number(e.amount, "amount", positive=True)
+    if e.cost is not None:
+        cost = _number(e.cost, "cost")
+    elif e.price is not None:
+        cost = _mul(_number(e.price, "price"), amount)
+    else:
+        raise Malformed("no cost and no price")
+    fee = ZERO if e.fee_cost is None else _number(e.fee_cost, "fee")
+    order, requests = _named(s, e.order_id, e.client_order_id, symbol)
+    if order.symbol != symbol:
+        raise Malformed(f"order {e.order_id} is {order.symbol}, its trade says {symbol}")
+    fill = Fill(
+        order_id=e.order_id,
+        symbol=symbol,
+        side=e.side or order.side,
+        amount=amount,
+        cost=cost,
+        fee_cost=fee,
+        fee_currency=e.fee_currency or order.fee_currency,
+        trade_id=e.trade_id,
+        emulated=False,
+        seq=seq,
+        exchange_ts=e.exchange_ts,
+    )
+    known = order.real.get(e.trade_id)
+    if known is not None:
+        if known != fill:
+            raise Malformed(f"trade {e.trade_id} reported again with different contents")
+        return _advance(s, seq)
+    order = attrs.evolve(
+        order,
+        real=order.real.set(e.trade_id, fill),
+        side=order.side or fill.side,
+        fee_currency=order.fee_currency or fill.fee_currency,
+        status=furthest(order.status, OPEN),
+    )
+    return _store(s, seq, _shown(settle(order, seq)), requests=requests)
+
+
+def _cancel_observed(s: State, e: CancelObserved, seq: int) -> State:
+    order_id = e.order_id or (s.client_orders.get(e.client_order_id) if e.client_order_id else None)
+    if order_id is None or order_id not in s.orders:
+        return _advance(s, seq)  # the order's own report will follow
+    status = e.status if e.status in TERMINAL else CANCELED
+    return _store(s, seq, _forward(s.orders[order_id], status))
+
+
+# ---------------------------------------------------------------------------------------------
+# Balances, positions, prices, configuration, watchers
+
+
+def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
+    wanted = s.config.currencies()
+    if s.config.margin:
+        wanted = frozenset({s.config.main_currency}) if s.config.main_currency else frozenset()
+    cash = s.cash
+    for balance in e.balances:
+        if wanted and balance.currency not in wanted:
+            continue
+        total, free, used = balance.total, balance.free, balance.used
+        if total is None and free is not None and used is not None:
+            total = _add(free, used)
+        if total is None:
+            raise Malformed(f"{balance.currency}: no total")
+        total = _finite(total, f"{balance.currency} total")
+        free = total if free is None else _finite(free, f"{balance.currency} free")
+        used = _sub(total, free) if used is None else _finite(used, f"{balance.currency} used")
+        cash = cash.set(balance.currency, Cash(total, free, used))
+    return _state(s, seq, cash=cash)
+
+
+def _finite(value: Decimal, name: str) -> Decimal:
+    if not value.is_finite():
+        raise Malformed(f"{name} is {value}")
+    return value
+
+
+def _position_observed(s: State, e: PositionObserved, seq: int) -> State:
+    symbol = _known_symbol(s, e.asset)
+    if e.side not in ("long", "short"):
+        raise Malformed(f"side is {e.side!r}, must be 'long' or 'short'")
+    contracts = _number(e.contracts, "contracts")
+    key = (symbol, e.side)
+    if contracts == 0:
+        if key not in s.positions:
+            return _advance(s, seq)
+        return _state(s, seq, positions=s.positions.delete(key))
+    position = Position(
+        symbol=symbol,
+        side=e.side,
+        contracts=contracts,
+        contract_size=e.contract_size,
+        entry_price=e.entry_price,
+        mark_price=e.mark_price,
+        leverage=e.leverage,
+        liquidation_price=e.liquidation_price,
+        collateral=e.collateral,
+        initial_margin=e.initial_margin,
+        unrealized_pnl=e.unrealized_pnl,
+        margin_mode=e.margin_mode,
+        seq=seq,
+    )
+    return _state(s, seq, positions=s.positions.set(key, position))
+
+
+def _price(s: State, symbol: str | None, price: Decimal | None, seq: int) -> State:
+    if symbol is None or price is None or not price.is_finite() or price <= 0:
+        return _advance(s, seq)
+    return _state(s, seq, last_price=s.last_price.set(symbol, price))
+
+
+def _ticker_observed(s: State, e: TickerObserved, seq: int) -> State:
+    price = e.last
+    bid, ask = e.bid, e.ask
+    if (
+        price is None
+        and bid is not None
+        and ask is not None
+        and bid.is_finite()
+        and ask.is_finite()
+    ):
+        price = (bid + ask) / 2
+    return _price(s, e.asset, price, seq)
+
+
+def _ohlcv_observed(s: State, e: OHLCVObserved, seq: int) -> State:
+    return _price(s, e.asset, e.close, seq)
+
+
+def _strategy_started(s: State, e: StrategyStarted, seq: int) -> State:
+    config = Config(e.main_currency, e.universe, e.margin, e.exchange, e.strategy, True)
+    return _state(s, seq, config=config)
+
+
+def _strategy_stopped(s: State, e: StrategyStopped, seq: int) -> State:
+    return _state(s, seq, config=attrs.evolve(s.config, running=False))
+
+
+def _watcher(status: str) -> Callable[[State, Any, int], State]:
+    def handle(s: State, e: Any, seq: int) -> State:
+        old = s.watchers.get(e.watcher)
+        counted = old is not None and old.since_seq >= seq  # already folded: idempotent
+        if counted:
+            return _advance(s, seq)
+        errors = old.errors if old else 0
+        gaps = old.gaps if old else 0
+        last_error = old.last_error if old else None
+        if status == "error":
+            errors += 1
+            last_error = f"{e.error}: {e.message}".strip(": ")
+        elif status == "reconnected":
+            gaps += 1
+        health = WatcherHealth(status, seq, errors, gaps, last_error)
+        return _state(s, seq, watchers=s.watchers.set(e.watcher, health))
+
+    return handle
+
+
+_HANDLERS: dict[type[Event], Callable[[State, Any, int], State]] = {
+    StrategyStarted: _strategy_started,
+    StrategyStopped: _strategy_stopped,
+    OrderRequested: _order_requested,
+    LocalCheckFailed: _local_outcome(FAILED),
+    OrderAcknowledged: _order_acknowledged,
+    OrderRejected: _local_outcome(REJECTED),
+    OrderRequestFailed: _local_outcome(FAILED),
+    OrderObserved: _order_observed,
+    TradeObserved: _trade_observed,
+    CancelObserved: _cancel_observed,
+    BalanceObserved: _balance_observed,
+    PositionObserved: _position_observed,
+    TickerObserved: _ticker_observed,
+    OHLCVObserved: _ohlcv_observed,
+    WatcherStarted: _watcher("running"),
+    WatcherStopped: _watcher("stopped"),
+    WatcherError: _watcher("error"),
+    WatcherReconnected: _watcher("reconnected"),
+}

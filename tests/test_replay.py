@@ -1,0 +1,140 @@
+"""replay_from_trace, snapshots, checkpoints and verify, trace_tail."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from adapters import synthetic
+from eventsrc import (
+    Checkpoint,
+    ManualClock,
+    Note,
+    State,
+    TickerObserved,
+    Trace,
+    checkpoint,
+    fold,
+    reduce,
+    replay_from_trace,
+    state_hash,
+    trace_tail,
+    verify,
+)
+from eventsrc.replay import snapshot_seqs
+
+
+def write(path: Path, n: int = 600, clock: ManualClock | None = None) -> None:
+    with Trace.open(path, "w", durability="none", unit=64, record_chunk=16, clock=clock) as t:
+        t.extend(synthetic.stream(n, seed=7))
+
+
+def test_replay_until_a_seq_or_a_time(trace_path: Path) -> None:
+    clock = ManualClock(start_ns=1_700_000_000_000_000_000, step_ns=1_000_000)  # 1 ms apart
+    write(trace_path, clock=clock)
+    with Trace.open(trace_path) as trace:
+        events = trace[:]
+        assert replay_from_trace(trace) == fold(events)
+        assert replay_from_trace(trace, until=99) == fold(events[:100])
+        at = dt.datetime.fromtimestamp(1_700_000_000.2, tz=dt.UTC)  # 200 ms in: events 0..200
+        assert replay_from_trace(trace, until=at) == fold(events[:201])
+        assert replay_from_trace(trace, until=-1) == State()
+        with pytest.raises(ValueError, match="aware"):
+            replay_from_trace(trace, until=dt.datetime(2024, 1, 1))
+        with pytest.raises(TypeError):
+            replay_from_trace(trace, until="yesterday")  # type: ignore[arg-type]
+
+
+def test_replay_continues_from_a_given_state(trace_path: Path) -> None:
+    write(trace_path)
+    with Trace.open(trace_path) as trace:
+        half = replay_from_trace(trace, until=300)
+        assert replay_from_trace(trace, state=half) == replay_from_trace(trace)
+        with pytest.raises(ValueError, match="past until"):
+            replay_from_trace(trace, until=10, state=half)
+
+
+def test_replay_starts_from_the_nearest_snapshot(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(trace_path)
+    with Trace.open(trace_path) as trace:
+        for at in (100, 400):
+            trace.snapshot(replay_from_trace(trace, until=at))
+        assert snapshot_seqs(trace) == [100, 400]
+        folded: list[int] = []
+        import eventsrc.replay as replay_module
+
+        def counting(state: State, event: object) -> State:
+            folded.append(event.seq)  # type: ignore[attr-defined]
+            return reduce(state, event)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(replay_module, "reduce", counting)
+        full = replay_from_trace(trace)
+        assert folded[0] == 401  # started from the snapshot at 400
+        folded.clear()
+        assert replay_from_trace(trace, until=250) == fold(trace.iter(0, 251))
+        assert folded[0] == 101
+        monkeypatch.undo()
+        assert full == fold(trace)
+
+
+def test_a_snapshot_that_fails_its_hash_or_is_from_another_reducer_is_ignored(
+    trace_path: Path,
+) -> None:
+    write(trace_path)
+    with Trace.open(trace_path) as trace:
+        path = trace.snapshot(replay_from_trace(trace, until=300))
+        doc = msgspec.msgpack.decode(path.read_bytes())
+        doc["state"][0] = 299  # the seq inside no longer matches: tampered
+        path.write_bytes(msgspec.msgpack.encode(doc))
+        assert replay_from_trace(trace) == fold(trace)
+        doc = msgspec.msgpack.decode(path.read_bytes())
+        doc["state"][0], doc["reducer"] = 300, -1
+        path.write_bytes(msgspec.msgpack.encode(doc))
+        assert replay_from_trace(trace) == fold(trace)
+        path.write_bytes(b"not a snapshot")
+        assert replay_from_trace(trace) == fold(trace)
+        with pytest.raises(ValueError, match="does not fit"):
+            trace.snapshot(State(seq=10_000))
+
+
+def test_verify_names_the_first_checkpoint_a_replay_disagrees_with(trace_path: Path) -> None:
+    with Trace.open(trace_path, "w", durability="none", unit=64, record_chunk=16) as trace:
+        live = State()
+        for i, event in enumerate(synthetic.stream(300, seed=3)):
+            live = reduce(live, trace[trace.append(event)])
+            if i % 50 == 49:
+                trace.append(checkpoint(live, source="engine"))
+                live = reduce(live, trace[-1])
+        assert verify(trace) is None
+        # A live run that saw something the trace does not say: its checkpoint disagrees.
+        wrong = reduce(live, TickerObserved(asset="BTC/USDT", last=Decimal(1)))
+        trace.append(Checkpoint(live.seq, state_hash(wrong)))
+        live = reduce(live, trace[-1])
+        trace.append(checkpoint(live))
+    with Trace.open(trace_path) as trace:
+        assert verify(trace) == trace[-2].state_seq  # type: ignore[attr-defined]
+
+
+def test_verify_rejects_a_checkpoint_of_the_future(trace_path: Path) -> None:
+    with Trace.open(trace_path, "w") as trace:
+        trace.append(Note("x"))
+        trace.append(Checkpoint(5, "00"))
+        assert verify(trace) == 5
+
+
+def test_trace_tail_since_a_seq_or_a_time(trace_path: Path) -> None:
+    clock = ManualClock(start_ns=1_700_000_000_000_000_000, step_ns=1_000_000)
+    write(trace_path, clock=clock)
+    with Trace.open(trace_path) as trace:
+        tickers = trace_tail(trace, 50, kinds=["ticker_observed"])
+        assert [e.kind for e in tickers] == ["ticker_observed"] * 50
+        since = tickers[30].seq
+        assert trace_tail(trace, 50, kinds=["ticker_observed"], since=since) == tickers[30:]
+        at = dt.datetime.fromtimestamp(tickers[40].ts / 1e9, tz=dt.UTC)  # type: ignore[operator]
+        assert trace_tail(trace, 50, kinds=["ticker_observed"], since=at) == tickers[40:]
