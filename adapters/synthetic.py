@@ -110,10 +110,15 @@ def _order_raw(
     )
 
 
-def stream(n: int, seed: int = 0, *, start_ms: int = _START_MS) -> Iterator[Event]:
+def stream(
+    n: int, seed: int = 0, *, start_ms: int = _START_MS, orders: int | None = None
+) -> Iterator[Event]:
     """Exactly ``n`` events: a StrategyStarted, then tickers (~60%), orders with partial fills
-    and their trades (~30%), balances (~8%) and the odd Note. Same seed, same events."""
-    return itertools.islice(_stream(n, seed, start_ms), n)
+    and their trades (~30%), balances (~8%) and the odd Note. Same seed, same events.
+
+    ``orders`` caps how many orders are placed (about that many, spread over the stream);
+    by default one in ~7 events places one."""
+    return itertools.islice(_stream(n, seed, start_ms, orders), n)
 
 
 @attrs.define
@@ -129,7 +134,42 @@ class _OpenOrder:
     fee: Decimal = Decimal(0)
 
 
-def _stream(n: int, seed: int, start_ms: int) -> Iterator[Event]:
+def _order_observed(order: _OpenOrder, ms: int, status: str) -> OrderObserved:
+    market = order.symbol.replace("/", "")
+    return OrderObserved(
+        asset=order.symbol,
+        exchange_ts=ms,
+        source="watch_orders",
+        order_id=order.id,
+        client_order_id=order.client_id,
+        side=order.side,
+        order_type="limit",
+        status=status,
+        price=order.price,
+        amount=order.amount,
+        filled=order.filled,
+        remaining=order.amount - order.filled,
+        cost=order.cost,
+        average=order.cost / order.filled if order.filled else None,
+        fee_cost=order.fee,
+        fee_currency="USDT",
+        last_trade_timestamp=ms,
+        raw=_order_raw(
+            market,
+            int(order.id),
+            order.client_id,
+            order.side,
+            order.price,
+            order.amount,
+            order.filled,
+            order.cost,
+            "FILLED" if status == "closed" else "PARTIALLY_FILLED",
+            ms,
+        ),
+    )
+
+
+def _stream(n: int, seed: int, start_ms: int, orders: int | None) -> Iterator[Event]:
     rng = random.Random(seed)
     prices = dict(_PRICES)
     ms = start_ms
@@ -137,6 +177,10 @@ def _stream(n: int, seed: int, start_ms: int) -> Iterator[Event]:
     order_seq = 0
     balances = {"USDT": Decimal("100000"), **{s.split("/")[0]: Decimal(0) for s in SYMBOLS}}
     open_orders: list[_OpenOrder] = []
+    # With a cap: a few partial fills per order, and between them the order re-reported as it
+    # stands (a polling watcher's view), so the trace grows while the state does not.
+    fills_per_order = None if orders is None else 4
+    fill_chance = 1.0 if orders is None else min(1.0, orders * 4 / (0.17 * n))
 
     yield StrategyStarted("USDT", SYMBOLS, exchange="binance", strategy="synthetic")
     emitted += 1
@@ -147,7 +191,13 @@ def _stream(n: int, seed: int, start_ms: int) -> Iterator[Event]:
         market_id = symbol.replace("/", "")
         price = prices[symbol] = prices[symbol] * (1 + rng.gauss(0, 0.0005))
         places = 2 if price > 10 else 5
-        if roll < 0.6 or (roll < 0.9 and not open_orders and roll > 0.75):
+        # With a cap, an order is placed with the chance that spreads the cap over n events.
+        place = roll < 0.75 and (orders is None or rng.random() < orders * 7 / n)
+        if (
+            roll < 0.6
+            or (roll < 0.9 and not open_orders and roll > 0.75)
+            or (0.6 <= roll < 0.75 and not place)
+        ):
             bid, ask = _q(price * 0.9999, places), _q(price * 1.0001, places)
             yield TickerObserved(
                 asset=symbol,
@@ -172,12 +222,20 @@ def _stream(n: int, seed: int, start_ms: int) -> Iterator[Event]:
             open_orders.append(
                 _OpenOrder(symbol, str(10_000_000 + order_seq), client_id, side, limit, amount)
             )
+        elif roll < 0.92 and open_orders and orders is not None and rng.random() >= fill_chance:
+            order = rng.choice(open_orders)
+            yield _order_observed(order, ms, "open")
+            emitted += 1
         elif roll < 0.92 and open_orders:
             order = rng.choice(open_orders)
-            fill = min(
-                order.amount - order.filled, _q(float(order.amount) * rng.uniform(0.2, 0.7), 4)
+            # Capped orders fill in many small steps, so they live through the stream.
+            share = (
+                rng.uniform(0.2, 0.7)
+                if fills_per_order is None
+                else (rng.uniform(0.5, 1.5) / fills_per_order)
             )
-            if fill <= 0 or rng.random() < 0.2:
+            fill = min(order.amount - order.filled, _q(float(order.amount) * share, 4))
+            if fill <= 0 or (fills_per_order is None and rng.random() < 0.2):
                 fill = order.amount - order.filled
             order.filled += fill
             fill_cost = fill * order.price
@@ -217,37 +275,7 @@ def _stream(n: int, seed: int, start_ms: int) -> Iterator[Event]:
                     }
                 ),
             )
-            yield OrderObserved(
-                asset=order.symbol,
-                exchange_ts=ms,
-                source="watch_orders",
-                order_id=order.id,
-                client_order_id=order.client_id,
-                side=order.side,
-                order_type="limit",
-                status=status,
-                price=order.price,
-                amount=order.amount,
-                filled=order.filled,
-                remaining=order.amount - order.filled,
-                cost=order.cost,
-                average=order.cost / order.filled,
-                fee_cost=order.fee,
-                fee_currency="USDT",
-                last_trade_timestamp=ms,
-                raw=_order_raw(
-                    market,
-                    int(order.id),
-                    order.client_id,
-                    order.side,
-                    order.price,
-                    order.amount,
-                    order.filled,
-                    order.cost,
-                    "FILLED" if status == "closed" else "PARTIALLY_FILLED",
-                    ms,
-                ),
-            )
+            yield _order_observed(order, ms, status)
             emitted += 2
             if status == "closed":
                 open_orders.remove(order)

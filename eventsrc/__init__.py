@@ -54,13 +54,16 @@ from eventsrc.events import (
     encode_raw,
     to_decimal,
 )
-from eventsrc.reduce import REDUCER_VERSION, reduce
+from eventsrc.reducer import REDUCER_VERSION, reduce
 from eventsrc.replay import checkpoint, fold, replay_from_trace, trace_tail, verify
 from eventsrc.state import (
+    Account,
     Anomaly,
+    Book,
     Cash,
     Config,
     Fill,
+    Health,
     Order,
     Position,
     State,
@@ -76,9 +79,11 @@ __all__ = [
     "NO_EXCHANGE_TS",
     "REDUCER_VERSION",
     "REGISTRY",
+    "Account",
     "Anomaly",
     "Balance",
     "BalanceObserved",
+    "Book",
     "CancelFailed",
     "CancelObserved",
     "CancelRequested",
@@ -94,6 +99,7 @@ __all__ = [
     "EventRegistry",
     "EventsrcError",
     "Fill",
+    "Health",
     "LocalCheckFailed",
     "ManualClock",
     "Mode",

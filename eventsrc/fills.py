@@ -14,41 +14,33 @@ cumulative fee; its price is cost / amount. (Planar prices such a fill with ``av
 taking its cost from ``cost``: mixing a price with a cost; here both come from cumulative
 totals, and ``average * filled`` is used only where the venue gave no cost at all.) When real
 trades for an emulated fill arrive, R moves up and the emulated fill shrinks or vanishes, so
-nothing is counted twice. The order's totals are those of the highest level, or the real
+nothing is counted twice. The order's totals are those of the furthest level, or the real
 trades' sums where they are ahead, which makes them equal the venue's totals exactly.
+
+Folding keeps only the two sets, the furthest level and the real sums (O(1) per report);
+``fills_of`` lays the fills out when someone asks for them.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from eventsrc.state import EXACT, Fill, Level, Order
 
-import attrs
+__all__ = ["fills_of", "totals"]
 
-from eventsrc.state import EXACT, ZERO, Fill, Level, Order
-
-__all__ = ["settle"]
-
-_add = EXACT.add
 _sub = EXACT.subtract
 
 
-def _sum(values: list[Decimal]) -> Decimal:
-    total = ZERO
-    for value in values:
-        total = _add(total, value)
-    return total
+def totals(top: Level, real_total: Level) -> Level:
+    """An order's totals: its furthest reported level, or its real trades where ahead."""
+    return top if top.filled >= real_total.filled else real_total
 
 
-def settle(order: Order, last_seq: int) -> Order:
-    """``order`` with ``filled``, ``cost``, ``fee_cost`` and ``trades`` recomputed from its
-    levels and real trades."""
+def fills_of(order: Order) -> tuple[Fill, ...]:
+    """Real trades (by venue time, then id), then the emulated fills above them (by level)."""
     real = sorted(order.real.values(), key=lambda f: (f.exchange_ts or 0, f.trade_id or ""))
-    real_amount = _sum([f.amount for f in real])
-    real_cost = _sum([f.cost for f in real])
-    real_fee = _sum([f.fee_cost for f in real])
     emulated: list[Fill] = []
-    prev = Level(real_amount, real_cost, real_fee)
-    for level in order.levels:
+    prev = order.real_total
+    for level in sorted(order.levels):
         if level.filled <= prev.filled:
             continue
         emulated.append(
@@ -62,20 +54,8 @@ def settle(order: Order, last_seq: int) -> Order:
                 fee_currency=order.fee_currency,
                 trade_id=None,
                 emulated=True,
-                seq=last_seq,
+                seq=order.last_seq,
             )
         )
         prev = level
-    top = order.levels[-1] if order.levels else None
-    if top is not None and top.filled >= real_amount:
-        filled, cost, fee = top.filled, top.cost, top.fee
-    else:
-        filled, cost, fee = real_amount, real_cost, real_fee
-    return attrs.evolve(
-        order,
-        filled=filled,
-        cost=cost,
-        fee_cost=fee,
-        trades=(*real, *emulated),
-        last_seq=last_seq,
-    )
+    return (*real, *emulated)

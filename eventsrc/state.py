@@ -13,10 +13,11 @@ canonical serialization, which checkpoints record and ``verify`` compares.
 from __future__ import annotations
 
 import decimal
+import functools
 import hashlib
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import attrs
 import msgspec
@@ -25,10 +26,13 @@ from immutables import Map
 __all__ = [
     "EXACT",
     "ZERO",
+    "Account",
     "Anomaly",
+    "Book",
     "Cash",
     "Config",
     "Fill",
+    "Health",
     "Order",
     "Position",
     "State",
@@ -133,9 +137,9 @@ class Fill:
         return self.cost / self.amount if self.amount else None
 
 
-@attrs.frozen
-class Level:
-    """One cumulative progress point of an order as the venue reported it."""
+class Level(NamedTuple):
+    """One cumulative progress point of an order as the venue reported it. A tuple: levels
+    are compared, ordered and hashed on every report, and tuples do that in C."""
 
     filled: Decimal
     cost: Decimal
@@ -146,20 +150,22 @@ def _none_last(value: Any) -> tuple[int, Any]:
     return (0, 0) if value is None else (1, value)
 
 
-@attrs.frozen
-class Report:
+class Report(NamedTuple):
     """The parts of a venue report of an order that rank it: an order's descriptive fields
     come from its highest-ranked report. The rank is how far along the order the report is,
-    ties broken by content, never by arrival order."""
+    ties broken by content (never by arrival order, nor by timestamps: a polling watcher's
+    repeat of a known state is an equal report, and changes nothing). A tuple, so that the
+    common case, an equal report, is one comparison in C."""
 
     filled: Decimal
     status: str
     cost: Decimal
     fee: Decimal | None
-    exchange_ts: int | None
-    last_trade_ts: int | None
     amount: Decimal | None
     price: Decimal | None
+    side: str | None
+    order_type: str | None
+    fee_currency: str | None
 
     def rank(self) -> tuple[Any, ...]:
         return (
@@ -167,12 +173,16 @@ class Report:
             STATUS_RANK[self.status],
             self.cost,
             _none_last(self.fee),
-            _none_last(self.exchange_ts),
-            _none_last(self.last_trade_ts),
-            self.status,
             _none_last(self.amount),
             _none_last(self.price),
+            self.status,
+            _none_last(self.side),
+            _none_last(self.order_type),
+            _none_last(self.fee_currency),
         )
+
+
+NO_LEVEL = Level(ZERO, ZERO, ZERO)
 
 
 @attrs.frozen
@@ -180,8 +190,10 @@ class Order:
     """An order and its lifecycle.
 
     ``filled``, ``cost`` and ``fee_cost`` are the order's totals: the venue's highest reported
-    cumulative values, or the sum of its real trades where those are ahead. ``trades`` are its
-    fills: real trades, then emulated ones for whatever the real trades do not yet explain.
+    cumulative values, or the sums of its real trades where those are ahead. ``trades`` are
+    its fills: real trades, then emulated ones for whatever the real trades do not explain
+    (see eventsrc.fills). Updating an order costs O(1) however many fills it has; ``trades``
+    is computed when asked for.
     """
 
     order_id: str | None
@@ -196,19 +208,29 @@ class Order:
     cost: Decimal = ZERO
     fee_cost: Decimal = ZERO
     fee_currency: str | None = None
-    trades: tuple[Fill, ...] = ()
-    levels: tuple[Level, ...] = ()
-    """Every distinct cumulative point the venue reported, ascending (emulation uses them)."""
+    levels: Map[Level, bool] = attrs.field(factory=Map)
+    """Every distinct cumulative point the venue reported (a set)."""
+    top: Level = NO_LEVEL
+    """The furthest of ``levels``."""
     real: Map[str, Fill] = attrs.field(factory=Map)
     """Real trades by trade id."""
+    real_total: Level = NO_LEVEL
+    """The sums of the real trades."""
     best: Report | None = None
     """The highest-ranked venue report folded so far."""
-    accounted: Level = Level(ZERO, ZERO, ZERO)
+    accounted: Level = NO_LEVEL
     """The totals already applied to cash (spot)."""
     reason: str | None = None
     last_seq: int = attrs.field(default=-1, eq=False)
     """The event that last changed the order (not part of equality: the same order is the
     same whatever order its reports arrived in)."""
+
+    @property
+    def trades(self) -> tuple[Fill, ...]:
+        """The order's fills: real trades by time, then emulated fills by level."""
+        from eventsrc.fills import fills_of
+
+        return fills_of(self)
 
     @property
     def average(self) -> Decimal | None:
@@ -252,13 +274,27 @@ class Config:
 
     def currencies(self) -> frozenset[str]:
         """The currencies of the universe: bases, quotes and settlement, and the main one."""
-        found = {self.main_currency} if self.main_currency else set()
-        for symbol in self.universe:
-            base, quote, settle = split_symbol(symbol)
-            found.update(c for c in (base, quote, settle) if c)
-        return frozenset(found)
+        return _currencies(self.universe, self.main_currency)
+
+    def symbols(self) -> frozenset[str]:
+        return _symbols(self.universe)
 
 
+@functools.cache
+def _currencies(universe: tuple[str, ...], main_currency: str | None) -> frozenset[str]:
+    found = {main_currency} if main_currency else set()
+    for symbol in universe:
+        base, quote, settle = split_symbol(symbol)
+        found.update(c for c in (base, quote, settle) if c)
+    return frozenset(found)
+
+
+@functools.cache
+def _symbols(universe: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(universe)
+
+
+@functools.cache
 def split_symbol(symbol: str) -> tuple[str | None, str | None, str | None]:
     """``"BTC/USDT"`` -> (BTC, USDT, None); ``"BTC/USDT:USDT"`` -> (BTC, USDT, USDT)."""
     pair, _, settle = symbol.partition(":")
@@ -273,22 +309,82 @@ def _empty() -> Map[Any, Any]:
 
 
 @attrs.frozen
-class State:
-    """The whole strategy state after folding events ``0..seq`` (``State()`` is empty)."""
+class Account:
+    """What the strategy holds: cash per currency, positions per (symbol, side)."""
 
-    seq: int = -1
-    config: Config = Config()
     cash: Map[str, Cash] = attrs.field(factory=_empty)
     positions: Map[tuple[str, str], Position] = attrs.field(factory=_empty)
+
+
+@attrs.frozen
+class Book:
+    """The strategy's orders."""
+
     orders: Map[str, Order] = attrs.field(factory=_empty)
     """Orders the venue has named, by order id."""
     requests: Map[str, Order] = attrs.field(factory=_empty)
     """Orders requested locally and not yet named by the venue, by client order id."""
     client_orders: Map[str, str] = attrs.field(factory=_empty)
     """Client order id -> order id, for every named order that has one."""
-    last_price: Map[str, Decimal] = attrs.field(factory=_empty)
+
+
+@attrs.frozen
+class Health:
+    """Watchers' health and the anomalies seen."""
+
     watchers: Map[str, WatcherHealth] = attrs.field(factory=_empty)
     anomalies: Map[int, Anomaly] = attrs.field(factory=_empty)
+
+
+_NO_ACCOUNT = Account()
+_NO_BOOK = Book()
+_NO_HEALTH = Health()
+
+
+@attrs.frozen
+class State:
+    """The whole strategy state after folding events ``0..seq`` (``State()`` is empty).
+
+    Grouped so that folding an event rebuilds only what it touches: a ticker (most of a trace)
+    builds a six-field State and shares everything else.
+    """
+
+    seq: int = -1
+    config: Config = Config()
+    last_price: Map[str, Decimal] = attrs.field(factory=_empty)
+    account: Account = _NO_ACCOUNT
+    book: Book = _NO_BOOK
+    health: Health = _NO_HEALTH
+
+    @property
+    def cash(self) -> Map[str, Cash]:
+        return self.account.cash
+
+    @property
+    def positions(self) -> Map[tuple[str, str], Position]:
+        return self.account.positions
+
+    @property
+    def orders(self) -> Map[str, Order]:
+        """Orders the venue has named, by order id."""
+        return self.book.orders
+
+    @property
+    def requests(self) -> Map[str, Order]:
+        """Orders requested locally and not yet named by the venue, by client order id."""
+        return self.book.requests
+
+    @property
+    def client_orders(self) -> Map[str, str]:
+        return self.book.client_orders
+
+    @property
+    def watchers(self) -> Map[str, WatcherHealth]:
+        return self.health.watchers
+
+    @property
+    def anomalies(self) -> Map[int, Anomaly]:
+        return self.health.anomalies
 
     @property
     def main_currency(self) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,7 +23,6 @@ from eventsrc import (
     OrderRequested,
     OrderRequestFailed,
     PositionObserved,
-    State,
     StrategyStarted,
     StrategyStopped,
     TickerObserved,
@@ -233,9 +233,7 @@ def test_events_that_change_no_state_only_advance_the_seq() -> None:
     ):
         after = reduce(state, event)
         assert after.seq == state.seq + 1
-        assert after == State(
-            after.seq, *[getattr(state, f.name) for f in State.__attrs_attrs__[1:]]
-        )
+        assert after == attrs.evolve(state, seq=after.seq)
         state = after
     stopped = reduce(state, StrategyStopped("done"))
     assert not stopped.config.running and stopped.config.main_currency == "USDT"

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -370,3 +371,23 @@ def test_reader_in_another_process_while_a_writer_appends(trace_path: Path) -> N
     result = json.loads(out)
     assert result["seen"] == total
     assert result["views"] > 1  # it really read while the writer was appending
+
+
+def test_zarr_python_reads_the_body_as_the_trace_does(trace_path: Path) -> None:
+    """The body is plain Zarr v3: zarr-python reads every column and record the trace wrote."""
+    import zarr
+
+    written = list(synthetic.stream(300, seed=5))
+    with Trace.open(trace_path, "w", **SMALL) as trace:
+        trace.extend(written)
+    with Trace.open(trace_path) as trace:
+        sealed = trace.committed
+        group: Any = zarr.open_group(trace_path, mode="r")
+        assert group.attrs["eventsrc"]["committed"] == sealed
+        for name in ("seq", "ts", "kind", "asset", "exchange_ts", "cause", "source"):
+            np.testing.assert_array_equal(group[name][:sealed], trace.column(name)[:sealed])
+        records: list[bytes] = list(group["record"][:sealed])
+        back = trace[:sealed]
+        for item, event in zip(records, back, strict=True):
+            assert int.from_bytes(item[:8], "little") == event.seq
+            assert msgspec.msgpack.decode(item[42:])["source"] == event.source

@@ -42,7 +42,7 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -222,7 +222,7 @@ class Trace:
         self._refuse_appends = mode == "r"
         """True when append must take the slow way, to raise (read-only, closed, failed)."""
         self._codec = Codec(registry)
-        self._registry = registry
+        self.registry = registry
         self._group_interval = group_interval
         self._dmode = _DURABILITY[durability]
         self._body = BodyReader(root)
@@ -531,7 +531,7 @@ class Trace:
         cls = type(event)
         if not isinstance(event, Event):
             raise UnknownEventKind(f"{cls.__qualname__} is not an eventsrc event")
-        info = self._registry.info(cls)
+        info = self.registry.info(cls)
         key = (info.name, info.version)
         code = self._kind_codes.get(key)
         if code is None:
@@ -851,6 +851,29 @@ class Trace:
 
     def __iter__(self) -> Iterator[Event]:
         return self.iter()
+
+    def record_blocks(
+        self, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, int, int, Sequence[bytes], int]]:
+        """Low level, for folds that decode events themselves: the stored records of events
+        ``start..stop-1``, a block at a time, as ``(first, lo, hi, items, at)``: event
+        ``seq`` in ``lo..hi-1`` is ``items[seq - first]``, its 42-byte envelope (``ENV``) at
+        offset ``at`` and its MessagePack payload right after."""
+        self._check_open()
+        stop = len(self) if stop is None else min(stop, len(self))
+        seq = max(start, 0)
+        while seq < stop:
+            if seq >= self._mem_start:
+                lo, hi = seq - self._mem_start, stop - self._mem_start
+                items = [
+                    h + p for h, p in zip(self._heads[lo:hi], self._payloads[lo:hi], strict=True)
+                ]
+                yield seq, seq, stop, items, 4
+                return
+            first, block_stop, block, at = self._block(seq, self._iter_span)
+            end = min(block_stop, stop)
+            yield first, seq, end, block, at
+            seq = end
 
     @overload
     def __getitem__(self, index: int) -> Event: ...

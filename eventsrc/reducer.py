@@ -45,7 +45,7 @@ from eventsrc.events import (
     WatcherStarted,
     WatcherStopped,
 )
-from eventsrc.fills import settle
+from eventsrc.fills import totals
 from eventsrc.state import (
     ACKNOWLEDGED,
     CANCELED,
@@ -56,10 +56,13 @@ from eventsrc.state import (
     REJECTED,
     TERMINAL,
     ZERO,
+    Account,
     Anomaly,
+    Book,
     Cash,
     Config,
     Fill,
+    Health,
     Level,
     Order,
     Position,
@@ -70,7 +73,15 @@ from eventsrc.state import (
     split_symbol,
 )
 
-__all__ = ["REDUCER_VERSION", "Malformed", "reduce"]
+__all__ = [
+    "FIELDS_READ",
+    "REDUCER_VERSION",
+    "Malformed",
+    "advance",
+    "handles",
+    "read_as",
+    "reduce",
+]
 
 REDUCER_VERSION = 1
 """Bump whenever a change to the reducer would fold some trace into a different state: it makes
@@ -118,22 +129,39 @@ def _state(
     watchers: Map[str, WatcherHealth] | None = None,
     anomalies: Map[int, Anomaly] | None = None,
 ) -> State:
+    account, book, health = s.account, s.book, s.health
+    if cash is not None or positions is not None:
+        account = Account(
+            account.cash if cash is None else cash,
+            account.positions if positions is None else positions,
+        )
+    if orders is not None or requests is not None or client_orders is not None:
+        book = Book(
+            book.orders if orders is None else orders,
+            book.requests if requests is None else requests,
+            book.client_orders if client_orders is None else client_orders,
+        )
+    if watchers is not None or anomalies is not None:
+        health = Health(
+            health.watchers if watchers is None else watchers,
+            health.anomalies if anomalies is None else anomalies,
+        )
     return State(
         seq,
         s.config if config is None else config,
-        s.cash if cash is None else cash,
-        s.positions if positions is None else positions,
-        s.orders if orders is None else orders,
-        s.requests if requests is None else requests,
-        s.client_orders if client_orders is None else client_orders,
         s.last_price if last_price is None else last_price,
-        s.watchers if watchers is None else watchers,
-        s.anomalies if anomalies is None else anomalies,
+        account,
+        book,
+        health,
     )
 
 
-def _advance(s: State, seq: int) -> State:
-    return _state(s, seq)
+def advance(s: State, seq: int) -> State:
+    """``s`` at ``seq``, nothing else changed: what every kind without a handler does."""
+    return State(seq, s.config, s.last_price, s.account, s.book, s.health)
+
+
+_advance = advance
 
 
 def _anomaly(s: State, event: Event, seq: int, reason: str) -> State:
@@ -157,7 +185,7 @@ def _number(value: Decimal | None, name: str, *, positive: bool = False) -> Deci
 def _known_symbol(s: State, symbol: str | None) -> str:
     if symbol is None:
         raise Malformed("no symbol")
-    if symbol not in s.config.universe:
+    if symbol not in s.config.symbols():
         raise Malformed(f"unknown symbol {symbol!r} (not in the strategy's universe)")
     return symbol
 
@@ -172,62 +200,117 @@ def _side(side: str | None) -> str:
 # Orders
 
 
-def _shown(order: Order) -> Order:
-    """``order`` with its status shown as ``partially_filled`` while open with some fill."""
-    status = order.status
-    if status in (OPEN, PARTIALLY_FILLED, ACKNOWLEDGED) and order.filled > 0:
-        done = order.amount is not None and order.filled >= order.amount
-        status = OPEN if done else PARTIALLY_FILLED
-    elif status == PARTIALLY_FILLED:
-        status = OPEN
-    return order if status == order.status else attrs.evolve(order, status=status)
+_SAME: Any = object()
 
 
-def _forward(order: Order, status: str) -> Order:
-    """``order`` at ``status`` if that is further along; never backwards."""
-    later = furthest(order.status, status)
-    return order if later == order.status else _shown(attrs.evolve(order, status=later))
+def _shown(status: str, filled: Decimal, amount: Decimal | None) -> str:
+    """The status shown: ``partially_filled`` while open (or acknowledged) with some fill."""
+    if status in (OPEN, PARTIALLY_FILLED, ACKNOWLEDGED) and filled > 0:
+        done = amount is not None and filled >= amount
+        return OPEN if done else PARTIALLY_FILLED
+    return OPEN if status == PARTIALLY_FILLED else status
 
 
-def _account(s: State, order: Order, cash: Map[str, Cash]) -> tuple[Order, Map[str, Cash]]:
-    """Spot: move cash by the change in the order's totals since last accounted."""
-    before = order.accounted
-    d_filled = _sub(order.filled, before.filled)
-    d_cost = _sub(order.cost, before.cost)
-    d_fee = _sub(order.fee_cost, before.fee)
-    if not (d_filled or d_cost or d_fee) or s.config.margin or order.side is None:
-        return order, cash
-    base, quote, _ = split_symbol(order.symbol)
+def _account(
+    s: State,
+    symbol: str,
+    side: str | None,
+    fee_currency: str | None,
+    before: Level,
+    totals_now: Level,
+) -> tuple[Level, Map[str, Cash]]:
+    """Spot: move cash by the change in an order's totals since last accounted; returns the
+    totals now accounted and the cash."""
+    cash = s.cash
+    if totals_now == before or s.config.margin or side is None:
+        return before, cash
+    base, quote, _ = split_symbol(symbol)
     if base is None or quote is None:
-        return order, cash
-    sign = 1 if order.side == "buy" else -1
-    moves = [(base, d_filled if sign > 0 else -d_filled), (quote, -d_cost if sign > 0 else d_cost)]
-    if d_fee and order.fee_currency:
-        moves.append((order.fee_currency, -d_fee))
+        return before, cash
+    d_filled = _sub(totals_now.filled, before.filled)
+    d_cost = _sub(totals_now.cost, before.cost)
+    d_fee = _sub(totals_now.fee, before.fee)
+    buy = side == "buy"
+    moves = [(base, d_filled if buy else -d_filled), (quote, -d_cost if buy else d_cost)]
+    if d_fee and fee_currency:
+        moves.append((fee_currency, -d_fee))
     for currency, delta in moves:
-        if not delta:
-            continue
-        old = cash.get(currency) or Cash()
-        cash = cash.set(currency, Cash(_add(old.total, delta), _add(old.free, delta), old.used))
-    return attrs.evolve(order, accounted=Level(order.filled, order.cost, order.fee_cost)), cash
+        if delta:
+            old = cash.get(currency) or Cash()
+            cash = cash.set(currency, Cash(_add(old.total, delta), _add(old.free, delta), old.used))
+    return totals_now, cash
 
 
-def _store(s: State, seq: int, order: Order, *, requests: Map[str, Order] | None = None) -> State:
-    """Put a named order back into the state (linking its client id), settling cash."""
+def _store(
+    s: State,
+    seq: int,
+    order: Order,
+    *,
+    requests: Map[str, Order] | None = None,
+    client_order_id: Any = _SAME,
+    side: Any = _SAME,
+    order_type: Any = _SAME,
+    price: Any = _SAME,
+    amount: Any = _SAME,
+    status: Any = _SAME,
+    fee_currency: Any = _SAME,
+    levels: Any = _SAME,
+    top: Any = _SAME,
+    real: Any = _SAME,
+    real_total: Any = _SAME,
+    best: Any = _SAME,
+    reason: Any = _SAME,
+) -> State:
+    """The state with ``order`` (named by the venue) changed as given: its totals, shown
+    status and cash settled, and its client id linked. One Order built, one State."""
     order_id = order.order_id
     assert order_id is not None
-    order, cash = _account(s, order, s.cash)
+    side = order.side if side is _SAME else side
+    amount = order.amount if amount is _SAME else amount
+    fee_currency = order.fee_currency if fee_currency is _SAME else fee_currency
+    top = order.top if top is _SAME else top
+    real_total = order.real_total if real_total is _SAME else real_total
+    client_order_id = order.client_order_id if client_order_id is _SAME else client_order_id
+    now = totals(top, real_total)
+    accounted, cash = _account(s, order.symbol, side, fee_currency, order.accounted, now)
+    settled = Order(
+        order_id,
+        client_order_id,
+        order.symbol,
+        side,
+        order.order_type if order_type is _SAME else order_type,
+        order.price if price is _SAME else price,
+        amount,
+        _shown(order.status if status is _SAME else status, now.filled, amount),
+        now.filled,
+        now.cost,
+        now.fee,
+        fee_currency,
+        order.levels if levels is _SAME else levels,
+        top,
+        order.real if real is _SAME else real,
+        real_total,
+        order.best if best is _SAME else best,
+        accounted,
+        order.reason if reason is _SAME else reason,
+        seq,
+    )
     client_orders = s.client_orders
-    if order.client_order_id and client_orders.get(order.client_order_id) != order_id:
-        client_orders = client_orders.set(order.client_order_id, order_id)
+    if client_order_id and client_orders.get(client_order_id) != order_id:
+        client_orders = client_orders.set(client_order_id, order_id)
     return _state(
         s,
         seq,
         cash=cash,
-        orders=s.orders.set(order_id, order),
+        orders=s.orders.set(order_id, settled),
         requests=requests,
         client_orders=client_orders,
     )
+
+
+def _forward(s: State, seq: int, order: Order, status: str, **changes: Any) -> State:
+    """Store ``order`` at ``status`` if that is further along; never backwards."""
+    return _store(s, seq, order, status=furthest(order.status, status), **changes)
 
 
 def _named(
@@ -307,8 +390,7 @@ def _local_outcome(status: str) -> Callable[[State, Any, int], State]:
             return _state(s, seq, requests=s.requests.set(cid, updated))
         order_id = s.client_orders.get(cid) if cid is not None else None
         if order_id is not None and status == REJECTED:
-            order = _forward(s.orders[order_id], status)
-            return _store(s, seq, attrs.evolve(order, reason=reason.strip()))
+            return _forward(s, seq, s.orders[order_id], status, reason=reason.strip())
         return _advance(s, seq)
 
     return handle
@@ -320,7 +402,7 @@ def _order_acknowledged(s: State, e: OrderAcknowledged, seq: int) -> State:
     if symbol is None and cid and cid in s.requests:
         symbol = s.requests[cid].symbol
     order, requests = _named(s, e.order_id, cid, _known_symbol(s, symbol))
-    return _store(s, seq, _forward(order, ACKNOWLEDGED), requests=requests)
+    return _forward(s, seq, order, ACKNOWLEDGED, requests=requests)
 
 
 def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
@@ -348,12 +430,17 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
         _finite(e.price, "price")
     if order.symbol != symbol:
         raise Malformed(f"order {e.order_id} was {order.symbol}, now reported as {symbol}")
+    changes: dict[str, Any] = {}
     report = Report(
-        filled, status, cost, e.fee_cost, e.exchange_ts, e.last_trade_timestamp, amount, e.price
+        filled, status, cost, e.fee_cost, amount, e.price, e.side, e.order_type, e.fee_currency
     )
-    if order.best is None or report.rank() > order.best.rank():
-        order = attrs.evolve(
-            order,
+    best = order.best
+    if best != report and (
+        best is None
+        or filled > best.filled
+        or (filled == best.filled and report.rank() > best.rank())
+    ):
+        changes.update(
             side=e.side or order.side,
             order_type=e.order_type or order.order_type,
             price=e.price if e.price is not None else order.price,
@@ -361,12 +448,22 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
             fee_currency=e.fee_currency or order.fee_currency,
             best=report,
         )
-    order = attrs.evolve(order, status=furthest(order.status, status))
     level = Level(filled, cost, fee)
+    status = furthest(order.status, status)
+    if (
+        not changes
+        and requests is None
+        and status == order.status
+        and (filled == 0 or level in order.levels)
+        and (not e.client_order_id or e.client_order_id == order.client_order_id)
+        and order.order_id in s.orders
+    ):
+        return advance(s, seq)  # a repeat of what is known (a polling watcher's view)
     if filled > 0 and level not in order.levels:
-        levels = tuple(sorted((*order.levels, level), key=lambda x: (x.filled, x.cost, x.fee)))
-        order = attrs.evolve(order, levels=levels)
-    return _store(s, seq, _shown(settle(order, seq)), requests=requests)
+        changes["levels"] = order.levels.set(level, True)
+        if level > order.top:
+            changes["top"] = level
+    return _store(s, seq, order, requests=requests, status=status, **changes)
 
 
 def _trade_observed(s: State, e: TradeObserved, seq: int) -> State:
@@ -404,14 +501,20 @@ def _trade_observed(s: State, e: TradeObserved, seq: int) -> State:
         if known != fill:
             raise Malformed(f"trade {e.trade_id} reported again with different contents")
         return _advance(s, seq)
-    order = attrs.evolve(
+    real_total = order.real_total
+    return _store(
+        s,
+        seq,
         order,
+        requests=requests,
         real=order.real.set(e.trade_id, fill),
+        real_total=Level(
+            _add(real_total.filled, amount), _add(real_total.cost, cost), _add(real_total.fee, fee)
+        ),
         side=order.side or fill.side,
         fee_currency=order.fee_currency or fill.fee_currency,
         status=furthest(order.status, OPEN),
     )
-    return _store(s, seq, _shown(settle(order, seq)), requests=requests)
 
 
 def _cancel_observed(s: State, e: CancelObserved, seq: int) -> State:
@@ -419,7 +522,7 @@ def _cancel_observed(s: State, e: CancelObserved, seq: int) -> State:
     if order_id is None or order_id not in s.orders:
         return _advance(s, seq)  # the order's own report will follow
     status = e.status if e.status in TERMINAL else CANCELED
-    return _store(s, seq, _forward(s.orders[order_id], status))
+    return _forward(s, seq, s.orders[order_id], status)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,20 +533,29 @@ def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
     wanted = s.config.currencies()
     if s.config.margin:
         wanted = frozenset({s.config.main_currency}) if s.config.main_currency else frozenset()
-    cash = s.cash
-    for balance in e.balances:
-        if wanted and balance.currency not in wanted:
-            continue
-        total, free, used = balance.total, balance.free, balance.used
-        if total is None and free is not None and used is not None:
-            total = _add(free, used)
-        if total is None:
-            raise Malformed(f"{balance.currency}: no total")
-        total = _finite(total, f"{balance.currency} total")
-        free = total if free is None else _finite(free, f"{balance.currency} free")
-        used = _sub(total, free) if used is None else _finite(used, f"{balance.currency} used")
-        cash = cash.set(balance.currency, Cash(total, free, used))
-    return _state(s, seq, cash=cash)
+    with s.cash.mutate() as cash:  # one new map for the whole report
+        for balance in e.balances:
+            currency = balance.currency
+            if wanted and currency not in wanted:
+                continue
+            total, free, used = balance.total, balance.free, balance.used
+            if total is None and free is not None and used is not None:
+                total = _add(free, used)
+            if total is None:
+                raise Malformed(f"{currency}: no total")
+            if not (total.is_finite() and (free is None or free.is_finite())):
+                raise Malformed(f"{currency}: total {total}, free {free}")
+            if free is None:
+                free = total
+            if used is None:
+                used = _sub(total, free)
+            elif not used.is_finite():
+                raise Malformed(f"{currency}: used {used}")
+            old = cash.get(currency)
+            if old is None or (old.total, old.free, old.used) != (total, free, used):
+                cash[currency] = Cash(total, free, used)
+        updated = cash.finish()
+    return _state(s, seq, cash=updated)
 
 
 def _finite(value: Decimal, name: str) -> Decimal:
@@ -483,7 +595,7 @@ def _position_observed(s: State, e: PositionObserved, seq: int) -> State:
 def _price(s: State, symbol: str | None, price: Decimal | None, seq: int) -> State:
     if symbol is None or price is None or not price.is_finite() or price <= 0:
         return _advance(s, seq)
-    return _state(s, seq, last_price=s.last_price.set(symbol, price))
+    return State(seq, s.config, s.last_price.set(symbol, price), s.account, s.book, s.health)
 
 
 def _ticker_observed(s: State, e: TickerObserved, seq: int) -> State:
@@ -533,7 +645,7 @@ def _watcher(status: str) -> Callable[[State, Any, int], State]:
     return handle
 
 
-_HANDLERS: dict[type[Event], Callable[[State, Any, int], State]] = {
+_HANDLERS: dict[type, Callable[[State, Any, int], State]] = {
     StrategyStarted: _strategy_started,
     StrategyStopped: _strategy_stopped,
     OrderRequested: _order_requested,
@@ -553,3 +665,78 @@ _HANDLERS: dict[type[Event], Callable[[State, Any, int], State]] = {
     WatcherError: _watcher("error"),
     WatcherReconnected: _watcher("reconnected"),
 }
+
+FIELDS_READ: dict[type, tuple[str, ...]] = {
+    StrategyStarted: ("main_currency", "universe", "margin", "exchange", "strategy"),
+    StrategyStopped: (),
+    OrderRequested: ("client_order_id", "side", "order_type", "amount", "price", "asset"),
+    LocalCheckFailed: ("client_order_id", "reason"),
+    OrderAcknowledged: ("client_order_id", "order_id", "asset"),
+    OrderRejected: ("client_order_id", "error", "message"),
+    OrderRequestFailed: ("client_order_id", "error", "message"),
+    OrderObserved: (
+        "order_id",
+        "client_order_id",
+        "asset",
+        "status",
+        "side",
+        "order_type",
+        "price",
+        "amount",
+        "filled",
+        "cost",
+        "average",
+        "fee_cost",
+        "fee_currency",
+        "exchange_ts",
+    ),
+    TradeObserved: (
+        "trade_id",
+        "order_id",
+        "client_order_id",
+        "asset",
+        "side",
+        "price",
+        "amount",
+        "cost",
+        "fee_cost",
+        "fee_currency",
+        "exchange_ts",
+    ),
+    CancelObserved: ("order_id", "client_order_id", "status"),
+    BalanceObserved: ("balances",),
+    PositionObserved: (
+        "asset",
+        "side",
+        "contracts",
+        "contract_size",
+        "entry_price",
+        "mark_price",
+        "leverage",
+        "liquidation_price",
+        "collateral",
+        "initial_margin",
+        "unrealized_pnl",
+        "margin_mode",
+    ),
+    TickerObserved: ("asset", "last", "bid", "ask"),
+    OHLCVObserved: ("asset", "close"),
+    WatcherStarted: ("watcher",),
+    WatcherStopped: ("watcher",),
+    WatcherError: ("watcher", "error", "message"),
+    WatcherReconnected: ("watcher",),
+}
+"""The fields each handled kind's handler reads (besides ``seq`` and the class's ``kind``).
+Replay decodes only these (eventsrc.replay); the replay-equals-live law test holds it to it."""
+assert FIELDS_READ.keys() == _HANDLERS.keys()
+
+
+def handles(cls: type[Event]) -> bool:
+    """Whether folding events of ``cls`` can change more than the seq."""
+    return cls in _HANDLERS
+
+
+def read_as(view: type, cls: type[Event]) -> None:
+    """Fold objects of ``view`` (carrying ``FIELDS_READ[cls]``, ``seq`` and ``kind``) exactly
+    as events of ``cls``: same handler, same function."""
+    _HANDLERS[view] = _HANDLERS[cls]
