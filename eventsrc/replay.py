@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
@@ -62,21 +63,23 @@ _KIND_OFFSET = 24  # of the kind code inside an envelope
 
 def _encode_map(value: Any) -> Any:
     if isinstance(value, Map):
-        return [[k, v] for k, v in value.items()]
+        return list(value.items())
     raise NotImplementedError(f"cannot snapshot a {type(value).__name__}")
 
 
 def _decode_map(type_: Any, value: Any) -> Any:
     if type_ is Map or get_origin(type_) is Map:
-        key_type, value_type = get_args(type_) or (Any, Any)
-        return Map(
-            (
-                msgspec.convert(k, key_type, dec_hook=_decode_map),
-                msgspec.convert(v, value_type, dec_hook=_decode_map),
-            )
-            for k, v in value
-        )
+        pairs = msgspec.convert(value, _pairs_of(type_), dec_hook=_decode_map)
+        return Map(pairs)
     raise NotImplementedError(f"cannot load a {type_!r} from a snapshot")
+
+
+@functools.cache
+def _pairs_of(map_type: Any) -> Any:
+    """``list[tuple[K, V]]`` for ``Map[K, V]``: one object per map type, so msgspec's type
+    cache holds (a new alias per call made it re-analyse the type every time)."""
+    key_type, value_type = get_args(map_type) or (Any, Any)
+    return list[tuple[key_type, value_type]]  # type: ignore[valid-type]
 
 
 _state_encoder = msgspec.msgpack.Encoder(enc_hook=_encode_map)
