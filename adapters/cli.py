@@ -8,13 +8,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from adapters import synthetic
-from eventsrc import Codec, Event, EventsrcError, Note, Trace
+from eventsrc import (
+    Codec,
+    Event,
+    EventsrcError,
+    Note,
+    State,
+    Trace,
+    replay_from_trace,
+    state_hash,
+    verify,
+)
 
 
 def _print_events(events: Sequence[Event], as_json: bool) -> None:
@@ -58,6 +70,68 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(state: State) -> dict[str, Any]:
+    statuses = Counter(order.status for order in state.orders.values())
+    statuses.update(order.status for order in state.requests.values())
+    return {
+        "seq": state.seq,
+        "strategy": state.config.strategy,
+        "exchange": state.config.exchange,
+        "main_currency": state.main_currency,
+        "margin": state.margin,
+        "cash": {c: str(v.total) for c, v in sorted(state.cash.items())},
+        "positions": {f"{s} {side}": str(p.contracts) for (s, side), p in state.positions.items()},
+        "orders": dict(sorted(statuses.items())),
+        "last_price": {s: str(p) for s, p in sorted(state.last_price.items())},
+        "anomalies": len(state.anomalies),
+        "state_hash": state_hash(state),
+    }
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    with Trace.open(args.trace, "r") as trace:
+        summary = _summary(replay_from_trace(trace, until=args.until))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>14}: {value}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with Trace.open(args.trace, "r") as trace:
+        diverged = verify(trace)
+    if args.json:
+        print(json.dumps({"diverged_at": diverged}))
+    elif diverged is None:
+        print("every checkpoint agrees with a replay of the trace")
+    else:
+        print(f"the replay diverges from the live run's checkpoint at seq {diverged}")
+    return 0 if diverged is None else 1
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with Trace.open(args.trace, "r") as trace:
+        names = [name for name, _ in trace.code_table("kind")]
+        counts = Counter(names[code] for code in trace.column("kind").tolist())
+        ts = trace.column("ts")
+        stats = {
+            "events": len(trace),
+            "sealed": trace.committed,
+            "kinds": dict(counts.most_common()),
+            "first_ts": int(ts[0]) if len(ts) else None,
+            "last_ts": int(ts[-1]) if len(ts) else None,
+            "bytes_on_disk": sum(f.stat().st_size for f in trace.path.rglob("*") if f.is_file()),
+        }
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        for key, value in stats.items():
+            print(f"{key:>14}: {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventsrc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +150,22 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--asset", help="only this symbol")
     tail.add_argument("--json", action="store_true", help="one JSON object per event")
     tail.set_defaults(run=cmd_tail)
+
+    replay = sub.add_parser("replay", help="fold a trace and print its final state")
+    replay.add_argument("trace")
+    replay.add_argument("--until", type=int, help="the last seq to fold")
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(run=cmd_replay)
+
+    check = sub.add_parser("verify", help="replay and compare with the live run's checkpoints")
+    check.add_argument("trace")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(run=cmd_verify)
+
+    stats = sub.add_parser("stats", help="counts by kind, time span, size on disk")
+    stats.add_argument("trace")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(run=cmd_stats)
     return parser
 
 

@@ -41,3 +41,25 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err
     assert err.startswith("eventsrc: error: no trace at")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_replay_verify_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eventsrc import Checkpoint, checkpoint, replay_from_trace
+
+    path = tmp_path / "demo"
+    main(["demo", "--trace", str(path), "--events", "400"])
+    capsys.readouterr()
+    assert main(["replay", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["seq"] == 400 and summary["main_currency"] == "USDT"
+    assert main(["stats", str(path), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["events"] == 401 and sum(stats["kinds"].values()) == 401
+    with Trace.open(path, "a") as trace:
+        trace.append(checkpoint(replay_from_trace(trace)))
+    assert main(["verify", str(path)]) == 0
+    assert "agrees" in capsys.readouterr().out
+    with Trace.open(path, "a") as trace:
+        trace.append(Checkpoint(100, "0" * 64))
+    assert main(["verify", str(path), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == {"diverged_at": 100}
