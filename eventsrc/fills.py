@@ -23,39 +23,75 @@ Folding keeps only the two sets, the furthest level and the real sums (O(1) per 
 
 from __future__ import annotations
 
-from eventsrc.state import EXACT, Fill, Level, Order
+from decimal import Decimal
+
+import attrs
+
+from eventsrc.state import EXACT, ZERO, Fill, Level, Order
 
 __all__ = ["fills_of", "totals"]
 
 _sub = EXACT.subtract
 
 
-def totals(top: Level, real_total: Level) -> Level:
-    """An order's totals: its furthest reported level, or its real trades where ahead."""
-    return top if top.filled >= real_total.filled else real_total
+def totals(top: Level, real_total: Level, fee_level: Level) -> Level:
+    """An order's totals: filled and cost of its furthest reported level, or of its real
+    trades where those are ahead; the fee likewise, from the furthest level that reported one
+    (a report that says nothing of fees does not make them zero)."""
+    furthest = top if top.filled >= real_total.filled else real_total
+    fee = fee_level.fee if fee_level.filled >= real_total.filled else real_total.fee
+    return Level(furthest.filled, furthest.cost, fee)
 
 
 def fills_of(order: Order) -> tuple[Fill, ...]:
-    """Real trades (by venue time, then id), then the emulated fills above them (by level)."""
+    """Real trades (by venue time, then id), then the emulated fills above them, one per
+    reported amount; their amounts, costs and fees sum to the order's totals."""
     real = sorted(order.real.values(), key=lambda f: (f.exchange_ts or 0, f.trade_id or ""))
+    real = [_filled_in(f, order) for f in real]
     emulated: list[Fill] = []
-    prev = order.real_total
-    for level in sorted(order.levels):
-        if level.filled <= prev.filled:
-            continue
+    done = order.real_total  # what the fills so far explain
+    fee = done.fee
+    levels = sorted(level for level in order.levels if level.filled > done.filled)
+    for i, level in enumerate(levels):
+        if level.fee_known:
+            fee = level.fee
+        if i + 1 < len(levels) and levels[i + 1].filled == level.filled:
+            continue  # several reports of one amount: the furthest stands for them
         emulated.append(
-            Fill(
-                order_id=order.order_id or "",
-                symbol=order.symbol,
-                side=order.side,
-                amount=_sub(level.filled, prev.filled),
-                cost=_sub(level.cost, prev.cost),
-                fee_cost=_sub(level.fee, prev.fee),
-                fee_currency=order.fee_currency,
-                trade_id=None,
-                emulated=True,
-                seq=order.last_seq,
+            _emulated(
+                order,
+                _sub(level.filled, done.filled),
+                _sub(level.cost, done.cost),
+                _sub(fee, done.fee),
             )
         )
-        prev = level
+        done = Level(level.filled, level.cost, fee)
+    expected = totals(order.top, order.real_total, order.fee_level).fee
+    if expected != done.fee:
+        # A fee reported beyond what any amount explains (say a venue's later adjustment).
+        emulated.append(_emulated(order, ZERO, ZERO, _sub(expected, done.fee)))
     return (*real, *emulated)
+
+
+def _emulated(order: Order, amount: Decimal, cost: Decimal, fee: Decimal) -> Fill:
+    return Fill(
+        order_id=order.order_id or "",
+        symbol=order.symbol,
+        side=order.side,
+        amount=amount,
+        cost=cost,
+        fee_cost=fee,
+        fee_currency=order.fee_currency,
+        trade_id=None,
+        emulated=True,
+        seq=order.last_seq,
+    )
+
+
+def _filled_in(fill: Fill, order: Order) -> Fill:
+    """A real trade with what it left out (side, fee currency) taken from its order."""
+    if fill.side is not None and (fill.fee_currency is not None or not fill.fee_cost):
+        return fill
+    return attrs.evolve(
+        fill, side=fill.side or order.side, fee_currency=fill.fee_currency or order.fee_currency
+    )

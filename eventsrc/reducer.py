@@ -232,8 +232,10 @@ def _account(
     d_fee = _sub(totals_now.fee, before.fee)
     buy = side == "buy"
     moves = [(base, d_filled if buy else -d_filled), (quote, -d_cost if buy else d_cost)]
-    if d_fee and fee_currency:
+    if fee_currency:
         moves.append((fee_currency, -d_fee))
+    else:  # a fee in no known currency waits until its currency is known
+        totals_now = Level(totals_now.filled, totals_now.cost, before.fee)
     for currency, delta in moves:
         if delta:
             old = cash.get(currency) or Cash()
@@ -256,6 +258,7 @@ def _store(
     fee_currency: Any = _SAME,
     levels: Any = _SAME,
     top: Any = _SAME,
+    fee_level: Any = _SAME,
     real: Any = _SAME,
     real_total: Any = _SAME,
     best: Any = _SAME,
@@ -269,9 +272,10 @@ def _store(
     amount = order.amount if amount is _SAME else amount
     fee_currency = order.fee_currency if fee_currency is _SAME else fee_currency
     top = order.top if top is _SAME else top
+    fee_level = order.fee_level if fee_level is _SAME else fee_level
     real_total = order.real_total if real_total is _SAME else real_total
     client_order_id = order.client_order_id if client_order_id is _SAME else client_order_id
-    now = totals(top, real_total)
+    now = totals(top, real_total, fee_level)
     accounted, cash = _account(s, order.symbol, side, fee_currency, order.accounted, now)
     settled = Order(
         order_id,
@@ -288,6 +292,7 @@ def _store(
         fee_currency,
         order.levels if levels is _SAME else levels,
         top,
+        fee_level,
         order.real if real is _SAME else real,
         real_total,
         order.best if best is _SAME else best,
@@ -352,6 +357,12 @@ def _order_requested(s: State, e: OrderRequested, seq: int) -> State:
     known = s.requests.get(cid)
     if known is None and cid in s.client_orders:
         known = s.orders.get(s.client_orders[cid])
+    if known is not None:
+        # A retry: it must be the same order (the venue may have filled in its price or
+        # rounded its amount since; its market and side never change).
+        if (known.symbol, known.side) != (symbol, side):
+            raise Malformed(f"client order id {cid!r} is reused for a different order")
+        return _advance(s, seq)
     request = Order(
         order_id=None,
         client_order_id=cid,
@@ -362,17 +373,6 @@ def _order_requested(s: State, e: OrderRequested, seq: int) -> State:
         amount=amount,
         last_seq=seq,
     )
-    if known is not None:
-        same = (known.symbol, known.side, known.order_type, known.price, known.amount) == (
-            symbol,
-            side,
-            e.order_type,
-            e.price,
-            amount,
-        )
-        if not same:
-            raise Malformed(f"client order id {cid!r} is reused for a different order")
-        return _advance(s, seq)  # a retry of the same request
     return _state(s, seq, requests=s.requests.set(cid, request))
 
 
@@ -423,7 +423,8 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
         cost = _mul(_number(e.average, "average"), filled)
     else:
         raise Malformed("filled without a cost or an average price")
-    fee = ZERO if e.fee_cost is None else _number(e.fee_cost, "fee")
+    fee_known = e.fee_cost is not None
+    fee = _finite(e.fee_cost, "fee") if e.fee_cost is not None else ZERO  # rebates: < 0
     status = e.status
     order, requests = _named(s, e.order_id, e.client_order_id, symbol)
     if e.price is not None:
@@ -448,7 +449,13 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
             fee_currency=e.fee_currency or order.fee_currency,
             best=report,
         )
-    level = Level(filled, cost, fee)
+    else:  # not the best report, but it may still say what nothing else has
+        for name in ("side", "order_type", "fee_currency"):
+            if getattr(order, name) is None and getattr(e, name) is not None:
+                changes[name] = getattr(e, name)
+        if order.price is None and e.price is not None:
+            changes["price"] = e.price
+    level = Level(filled, cost, fee, fee_known)
     status = furthest(order.status, status)
     if (
         not changes
@@ -463,6 +470,8 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
         changes["levels"] = order.levels.set(level, True)
         if level > order.top:
             changes["top"] = level
+        if fee_known and level > order.fee_level:
+            changes["fee_level"] = level
     return _store(s, seq, order, requests=requests, status=status, **changes)
 
 
@@ -479,28 +488,28 @@ def _trade_observed(s: State, e: TradeObserved, seq: int) -> State:
         cost = _mul(_number(e.price, "price"), amount)
     else:
         raise Malformed("no cost and no price")
-    fee = ZERO if e.fee_cost is None else _number(e.fee_cost, "fee")
+    fee = ZERO if e.fee_cost is None else _finite(e.fee_cost, "fee")  # rebates: < 0
     order, requests = _named(s, e.order_id, e.client_order_id, symbol)
     if order.symbol != symbol:
         raise Malformed(f"order {e.order_id} is {order.symbol}, its trade says {symbol}")
+    known = order.real.get(e.trade_id)
+    if known is not None:  # a repeat (a REST backfill of a streamed trade, say)
+        if (known.amount, known.cost, known.fee_cost) != (amount, cost, fee):
+            raise Malformed(f"trade {e.trade_id} reported again with other amounts")
+        return _advance(s, seq)
     fill = Fill(
         order_id=e.order_id,
         symbol=symbol,
-        side=e.side or order.side,
+        side=e.side,
         amount=amount,
         cost=cost,
         fee_cost=fee,
-        fee_currency=e.fee_currency or order.fee_currency,
+        fee_currency=e.fee_currency,
         trade_id=e.trade_id,
         emulated=False,
         seq=seq,
         exchange_ts=e.exchange_ts,
     )
-    known = order.real.get(e.trade_id)
-    if known is not None:
-        if known != fill:
-            raise Malformed(f"trade {e.trade_id} reported again with different contents")
-        return _advance(s, seq)
     real_total = order.real_total
     return _store(
         s,
@@ -521,8 +530,9 @@ def _cancel_observed(s: State, e: CancelObserved, seq: int) -> State:
     order_id = e.order_id or (s.client_orders.get(e.client_order_id) if e.client_order_id else None)
     if order_id is None or order_id not in s.orders:
         return _advance(s, seq)  # the order's own report will follow
-    status = e.status if e.status in TERMINAL else CANCELED
-    return _forward(s, seq, s.orders[order_id], status)
+    if e.status is not None and e.status not in TERMINAL:
+        return _advance(s, seq)  # a cancel under way: the order's own reports will tell
+    return _forward(s, seq, s.orders[order_id], e.status or CANCELED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,7 +546,7 @@ def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
     with s.cash.mutate() as cash:  # one new map for the whole report
         for balance in e.balances:
             currency = balance.currency
-            if wanted and currency not in wanted:
+            if currency not in wanted:
                 continue
             total, free, used = balance.total, balance.free, balance.used
             if total is None and free is not None and used is not None:
@@ -569,6 +579,19 @@ def _position_observed(s: State, e: PositionObserved, seq: int) -> State:
     if e.side not in ("long", "short"):
         raise Malformed(f"side is {e.side!r}, must be 'long' or 'short'")
     contracts = _number(e.contracts, "contracts")
+    for name in (
+        "contract_size",
+        "entry_price",
+        "mark_price",
+        "leverage",
+        "liquidation_price",
+        "collateral",
+        "initial_margin",
+        "unrealized_pnl",
+    ):
+        value = getattr(e, name)
+        if value is not None and not value.is_finite():
+            raise Malformed(f"{name} is {value}")
     key = (symbol, e.side)
     if contracts == 0:
         if key not in s.positions:
@@ -608,7 +631,7 @@ def _ticker_observed(s: State, e: TickerObserved, seq: int) -> State:
         and bid.is_finite()
         and ask.is_finite()
     ):
-        price = (bid + ask) / 2
+        price = EXACT.divide(EXACT.add(bid, ask), 2)
     return _price(s, e.asset, price, seq)
 
 

@@ -28,7 +28,7 @@ import msgspec
 import numpy as np
 from immutables import Map
 
-from eventsrc.codec import Codec
+from eventsrc.codec import Codec, stamp
 from eventsrc.errors import TraceCorrupted
 from eventsrc.events import Checkpoint, Event
 from eventsrc.reducer import FIELDS_READ, REDUCER_VERSION, advance, handles, read_as, reduce
@@ -214,30 +214,23 @@ def _view(cls: type[Event]) -> type[msgspec.Struct]:
 
 
 _views: dict[type[Event], type[msgspec.Struct]] = {}
-_ADVANCE = None
 
 
-def _decoders(trace: Trace, codec: Codec) -> list[Callable[[memoryview], Any] | None]:
-    """By kind code: decode a payload to what ``reduce`` needs, or None (the kind changes
-    nothing but the seq)."""
-    found: list[Callable[[memoryview], Any] | None] = []
+def _decoders(trace: Trace, codec: Codec) -> list[tuple[Callable[[Any], Any], bool] | None]:
+    """By kind code: how to decode a payload for ``reduce`` and whether the result is a view
+    (whose ``seq`` is set) or a full, frozen event (stamped); None for kinds that change
+    nothing but the seq."""
+    found: list[tuple[Callable[[Any], Any], bool] | None] = []
     for name, version in trace.code_table("kind"):
         info = codec.registry.by_name(name)
         if info is not None and info.version == version:
             if not handles(info.cls):
-                found.append(_ADVANCE)
-                continue
-            found.append(msgspec.msgpack.Decoder(_view(info.cls)).decode)
-        else:  # an older schema (upgraded) or an unknown kind: the full, slow decode
-            found.append(_full_decoder(codec.decoder(name, version)))
+                found.append(None)
+            else:
+                found.append((msgspec.msgpack.Decoder(_view(info.cls)).decode, True))
+        else:  # an older schema (upgraded) or a kind unknown here: the full, slow decode
+            found.append((codec.decoder(name, version), False))
     return found
-
-
-def _full_decoder(decode: Callable[[bytes], Event]) -> Callable[[memoryview], Any]:
-    def full(payload: memoryview) -> Event:
-        return decode(bytes(payload))
-
-    return full
 
 
 def fold_trace(trace: Trace, state: State, start: int, stop: int) -> State:
@@ -252,17 +245,22 @@ def fold_trace(trace: Trace, state: State, start: int, stop: int) -> State:
             item = items[seq - first]
             if from_bytes(item[at : at + 8], "little", signed=True) != seq:
                 raise TraceCorrupted(f"trace {trace.path}: the record at {seq} is not event {seq}")
-            decode = decoders[from_bytes(item[kind_at : kind_at + 2], "little")]
-            if decode is None:
+            decoder = decoders[from_bytes(item[kind_at : kind_at + 2], "little")]
+            if decoder is None:
                 state = advance(state, seq)
                 continue
+            decode, is_view = decoder
             try:
-                view = decode(memoryview(item)[payload_at:])
+                if is_view:
+                    view = decode(memoryview(item)[payload_at:])
+                    view.seq = seq
+                else:
+                    ts = from_bytes(item[at + 8 : at + 16], "little", signed=True)
+                    view = stamp(decode(item[payload_at:]), seq, ts)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise TraceCorrupted(
                     f"trace {trace.path}: event {seq} cannot be decoded ({exc})"
                 ) from None
-            view.seq = seq
             state = reduce(state, view)
     return state
 

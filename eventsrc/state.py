@@ -139,11 +139,15 @@ class Fill:
 
 class Level(NamedTuple):
     """One cumulative progress point of an order as the venue reported it. A tuple: levels
-    are compared, ordered and hashed on every report, and tuples do that in C."""
+    are compared, ordered and hashed on every report, and tuples do that in C.
+
+    ``fee_known`` is False when the report said nothing of fees (``fee`` is then 0): an
+    unknown fee is not a fee of zero, and must not undo fees known from trades."""
 
     filled: Decimal
     cost: Decimal
     fee: Decimal
+    fee_known: bool = True
 
 
 def _none_last(value: Any) -> tuple[int, Any]:
@@ -212,6 +216,8 @@ class Order:
     """Every distinct cumulative point the venue reported (a set)."""
     top: Level = NO_LEVEL
     """The furthest of ``levels``."""
+    fee_level: Level = NO_LEVEL
+    """The furthest of ``levels`` that reported a fee."""
     real: Map[str, Fill] = attrs.field(factory=Map)
     """Real trades by trade id."""
     real_total: Level = NO_LEVEL

@@ -179,8 +179,12 @@ def fill_histories(
     symbol: str | None = None,
     order_id: str | None = None,
     max_fills: int = 6,
+    sparse: bool = False,
 ) -> FillHistory:
-    """A random order with 0..max_fills partial fills at different prices, exact to the cent."""
+    """A random order with 0..max_fills partial fills at different prices, exact to the cent.
+
+    ``sparse``: some reports and trades leave out the side, the fee or its currency, as
+    real venues' messages do (the totals then are what the complete reports say)."""
     symbol = symbol or draw(st.sampled_from(UNIVERSE))
     order_id = order_id or f"o{draw(st.integers(1, 10**9))}"
     client_order_id = f"c-{order_id}"
@@ -257,6 +261,12 @@ def fill_histories(
         )
     if not fills and end != "open":
         observations.append(attrs.evolve(observations[0], status=end, exchange_ts=start_ms + 1))
+    if sparse:
+        gaps: st.SearchStrategy[dict[str, Any]] = st.sampled_from(
+            [{}, {"side": None}, {"fee_currency": None}, {"fee_cost": None}]
+        )
+        observations = [attrs.evolve(o, **draw(gaps)) for o in observations]
+        trades = [attrs.evolve(t, **draw(gaps)) for t in trades]
     return FillHistory(
         symbol,
         order_id,

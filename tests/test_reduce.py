@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import attrs
 from hypothesis import given
@@ -220,7 +221,7 @@ def test_a_trade_reported_again_with_other_contents_is_an_anomaly() -> None:
             ),
         ]
     )
-    assert "different contents" in changed.anomalies[2].reason
+    assert "other amounts" in changed.anomalies[2].reason
     assert changed.orders["o1"].cost == D(100)
 
 
@@ -243,3 +244,161 @@ def test_events_that_change_no_state_only_advance_the_seq() -> None:
 def test_reduce_is_total_on_any_well_formed_events(stream: list[Event]) -> None:
     """Whatever the values (NaN, infinities, unknown symbols, empty ids), it never raises."""
     fold([SPOT, *stream])
+
+
+# -- regressions from review ------------------------------------------------------------------
+
+SPOT_BTC = StrategyStarted("USDT", ("BTC/USDT",))
+
+
+def order_report(filled: str, cost: str, **kw: object) -> OrderObserved:
+    fields: dict[str, object] = dict(
+        order_id="o1",
+        asset="BTC/USDT",
+        status="open",
+        amount=D(2),
+        filled=D(filled),
+        cost=D(cost),
+    )
+    fields.update(kw)
+    return OrderObserved(**fields)  # type: ignore[arg-type]
+
+
+def trade(trade_id: str = "t1", **kw: object) -> TradeObserved:
+    fields: dict[str, object] = dict(
+        trade_id=trade_id,
+        order_id="o1",
+        asset="BTC/USDT",
+        side="buy",
+        amount=D(1),
+        cost=D(100),
+        price=D(100),
+        fee_cost=D("0.1"),
+        fee_currency="USDT",
+    )
+    fields.update(kw)
+    return TradeObserved(**fields)  # type: ignore[arg-type]
+
+
+def test_a_report_without_fees_does_not_undo_fees_known_from_trades() -> None:
+    state = fold([SPOT_BTC, trade(), order_report("2", "200", side="buy")])
+    order = state.orders["o1"]
+    assert (order.filled, order.cost, order.fee_cost) == (D(2), D(200), D("0.1"))
+    assert sum((f.fee_cost for f in order.trades), D(0)) == D("0.1")
+    assert all(f.fee_cost >= 0 for f in order.trades)
+    assert state.cash["USDT"].total == -D(200) - D("0.1")
+
+
+def test_side_and_fee_currency_count_whichever_report_brings_them() -> None:
+    first = order_report("0", "0", side="buy")
+    second = order_report("1", "100", fee_cost=D("0.1"))
+    third = order_report("1", "100", fee_cost=D("0.1"), fee_currency="USDT")
+    for arrival in ([first, second, third], [third, second, first], [second, third, first]):
+        state = fold([SPOT_BTC, *arrival])
+        assert state.cash["BTC"].total == D(1), arrival
+        assert state.cash["USDT"].total == -D(100) - D("0.1"), arrival
+
+
+def test_a_trade_is_the_same_whichever_arrives_first_and_a_repeat_is_no_anomaly() -> None:
+    bare = trade(side=None, fee_currency=None)
+    report = order_report("1", "100", side="buy", fee_cost=D("0.1"), fee_currency="USDT")
+    one = fold([SPOT_BTC, bare, report])
+    other = fold([SPOT_BTC, report, bare])
+    assert one.orders["o1"] == other.orders["o1"]
+    assert one.orders["o1"].trades == other.orders["o1"].trades
+    assert one.orders["o1"].trades[0].side == "buy"
+    again = reduce(one, trade(side=None, fee_currency=None, exchange_ts=123, cost=None))
+    assert not again.anomalies
+
+
+def test_fills_add_up_to_the_totals_when_one_amount_is_reported_twice() -> None:
+    state = fold(
+        [
+            SPOT_BTC,
+            order_report("1", "100", side="buy"),
+            order_report("1", "100", side="buy", fee_cost=D("0.1"), fee_currency="USDT"),
+        ]
+    )
+    order = state.orders["o1"]
+    assert order.fee_cost == D("0.1")
+    assert sum((f.fee_cost for f in order.trades), D(0)) == D("0.1")
+    assert sum((f.amount for f in order.trades), D(0)) == D(1)
+
+
+def test_a_rebate_is_a_negative_fee_not_an_anomaly() -> None:
+    state = fold(
+        [SPOT_BTC, order_report("1", "100", side="buy", fee_cost=D("-0.02"), fee_currency="USDT")]
+    )
+    assert not state.anomalies
+    assert state.cash["USDT"].total == -D(100) + D("0.02")
+
+
+def test_a_position_with_a_non_finite_number_is_an_anomaly() -> None:
+    start = StrategyStarted("USDT", ("BTC/USDT:USDT",), margin=True)
+    state = fold(
+        [
+            start,
+            PositionObserved(
+                side="long", contracts=D(1), unrealized_pnl=D("NaN"), asset="BTC/USDT:USDT"
+            ),
+        ]
+    )
+    assert not state.positions and "unrealized_pnl" in state.anomalies[1].reason
+
+
+def test_a_request_folded_again_after_the_venue_named_it_is_a_retry() -> None:
+    request = OrderRequested("c1", "buy", "market", D(1), asset="BTC/USDT")
+    named = order_report(
+        "0.9999",
+        "100.9899",
+        client_order_id="c1",
+        side="buy",
+        price=D(101),
+        amount=D("0.9999"),
+        status="closed",
+    )
+    state = fold([SPOT_BTC, request, named, request])
+    assert not state.anomalies
+
+
+def test_a_cancel_still_under_way_changes_nothing() -> None:
+    state = fold([SPOT_BTC, order_report("0", "0"), CancelObserved(order_id="o1", status="open")])
+    assert state.orders["o1"].status == "open"
+
+
+def test_the_mid_price_is_exact_whatever_the_callers_decimal_context() -> None:
+    import decimal
+
+    with decimal.localcontext() as ctx:
+        ctx.prec = 3
+        state = fold([SPOT_BTC, TickerObserved(asset="BTC/USDT", bid=D("100.01"), ask=D("100.02"))])
+    assert state.last_price["BTC/USDT"] == D("100.015")
+
+
+def test_balances_outside_the_configured_currencies_are_ignored() -> None:
+    balance = BalanceObserved(balances=(Balance("DOGE", D(5)), Balance("USDT", D(1))))
+    assert not fold([balance]).cash  # before StrategyStarted there is no universe
+    margin = StrategyStarted("", ("BTC/USDT:USDT",), margin=True)
+    assert not fold([margin, balance]).cash
+
+
+def test_replay_folds_kinds_it_does_not_know_and_older_schemas(tmp_path: Path) -> None:
+    from eventsrc import EventRegistry, Trace, replay_from_trace
+    from eventsrc.events import REGISTRY
+
+    custom = EventRegistry()
+    for info in REGISTRY.kinds():
+        custom.kind(info.name, info.version, info.upgrades)(info.cls)
+
+    @custom.kind("custom_signal")
+    @attrs.frozen
+    class CustomSignal(Event):
+        strength: int
+
+    path = tmp_path / "trace"
+    events = [SPOT_BTC, CustomSignal(3), TickerObserved(asset="BTC/USDT", last=D(5)), Note("x")]
+    with Trace.open(path, "w", registry=custom) as trace:
+        trace.extend(events)
+    with Trace.open(path) as trace:  # the default registry knows no custom_signal
+        state = replay_from_trace(trace)
+    assert state.seq == 3 and state.last_price["BTC/USDT"] == D(5)
