@@ -188,8 +188,10 @@ def scan_segment(path: Path) -> SegmentScan:
 
 def _read_records(data: bytes, off: int, end: int, scan: SegmentScan) -> None:
     records = scan.records
-    head_size = HEAD.size
+    append = records.append
     unpack_length = struct.Struct("<I").unpack_from
+    define = DEFINE.to_bytes(2, "little")
+    kind_at = _KIND_AT
     while off < end:
         (length,) = unpack_length(data, off)
         stop = off + 4 + length
@@ -199,12 +201,12 @@ def _read_records(data: bytes, off: int, end: int, scan: SegmentScan) -> None:
                 f"byte {off} (written by a faulty writer?)"
             )
         record = data[off:stop]
-        if kind_of(record) == DEFINE:
+        if record[kind_at : kind_at + 2] == define:
             _, _, _, _, _, table, code, cause = HEAD.unpack_from(record)
-            name = None if cause == NONE_NAME else record[head_size:].decode()
+            name = None if cause == NONE_NAME else record[HEAD.size :].decode()
             scan.definitions.append(Definition(table, code, name, max(cause, 0)))
         else:
-            records.append(record)
+            append(record)
         off = stop
 
 

@@ -251,8 +251,7 @@ class Trace:
         assets: list[str | None] = list(meta["assets"])
         sources: list[str] = list(meta["sources"])
         tables: tuple[list[Any], list[Any], list[Any]] = (kinds, assets, sources)
-        heads: list[bytes] = []
-        payloads: list[bytes] = []
+        records: list[bytes] = []
         expected = committed
         for scan in scans:
             for d in scan.definitions:
@@ -268,25 +267,25 @@ class Trace:
                     table.append(value)
                 else:
                     raise TraceCorrupted(f"{scan.path}: code {d.code} defined out of order")
+            from_bytes = int.from_bytes
             for record in scan.records:
-                seq = int.from_bytes(record[4:12], "little", signed=True)
-                if seq < expected:
-                    continue
+                seq = from_bytes(record[4:12], "little", signed=True)
                 if seq != expected:
+                    if seq < expected:
+                        continue
                     raise TraceCorrupted(
                         f"trace {self.path}: events {expected}..{seq - 1} are missing "
                         f"(next record in {scan.path.name} is seq {seq})"
                     )
-                heads.append(record[:_HEAD_SIZE])
-                payloads.append(record[_HEAD_SIZE:])
+                records.append(record)
                 expected += 1
         self._committed = committed
         self._segments = {scan.start: scan.records for scan in scans}
         """Records of unsealed segments as last scanned (at open, or by a read since)."""
-        keep = min(len(heads), RING)
-        self._mem_start = expected - keep
-        self._heads = heads[len(heads) - keep :]
-        self._payloads = payloads[len(payloads) - keep :]
+        ring = records[max(0, len(records) - RING) :]
+        self._mem_start = expected - len(ring)
+        self._heads = [r[:_HEAD_SIZE] for r in ring]
+        self._payloads = [r[_HEAD_SIZE:] for r in ring]
         """The write-ahead records (head, payload) of events ``_mem_start..``: the most recent
         ones. Older events not yet in the body are read back from their segment."""
         self._next = expected
