@@ -1,0 +1,740 @@
+"""``SimExchange``: the simulated venue behind the subset of ccxt's unified async API the engine
+uses, with ccxt's method names, signatures, return shapes and exception classes.
+
+Deterministic from its seed: the same calls in the same order give the same responses, byte
+for byte (prices, liquidity and faults each draw from their own seeded stream). Time is the
+clock it is given: a ``VirtualClock`` (the default) moves only as calls wait on it, so a
+simulated day runs in seconds; a ``RealClock`` runs the demo in real time.
+
+Profiles are constructor arguments: ``has`` overrides (or ``trades=False`` for a venue with
+no trades endpoints at all, so fills must be emulated from orders; ``websocket=False`` for
+one with no streams, so watchers must poll), ``latency`` per call, and ``faults``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import deque
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import ccxt
+
+from adapters.sim.clock import SimClock, VirtualClock
+from adapters.sim.markets import DEFAULT_MARKETS, PricePath, RandomWalk
+from adapters.sim.venue import SimFill, SimOrder, Venue
+
+__all__ = ["Faults", "SimExchange", "Truth"]
+
+_VENUE_STATUS = {
+    "open": "NEW",
+    "closed": "FILLED",
+    "canceled": "CANCELED",
+    "expired": "EXPIRED",
+    "rejected": "REJECTED",
+}
+_STREAMS = ("watchOrders", "watchMyTrades", "watchBalance", "watchPositions", "watchTicker")
+_TRADES = ("fetchMyTrades", "fetchOrderTrades", "watchMyTrades")
+_MUTATING = frozenset({"createOrder", "cancelOrder", "cancelAllOrders"})
+
+
+@attrs.frozen
+class Faults:
+    """Probabilities of each fault, drawn per call from the seeded fault stream.
+
+    - ``timeout``: a REST call times out before it reaches the venue (nothing happens);
+    - ``timeout_after``: a create or cancel takes effect, then its response times out;
+    - ``rate_limit`` / ``unavailable``: RateLimitExceeded / ExchangeNotAvailable;
+    - ``drop_stream``: a watch finds its stream dropped (NetworkError); what that stream
+      would have delivered is lost, as ccxt's streams do not replay missed updates;
+    - ``duplicate``: a stream update is delivered twice; ``reorder``: a batch arrives reversed;
+    - ``stale``: a fetch answers with the snapshot it gave last time for the same question.
+    """
+
+    timeout: float = 0.0
+    timeout_after: float = 0.0
+    rate_limit: float = 0.0
+    unavailable: float = 0.0
+    drop_stream: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    stale: float = 0.0
+
+
+@attrs.frozen
+class Truth:
+    """What really is, at the venue: for tests to compare an engine's state with."""
+
+    balances: dict[str, dict[str, Decimal]]
+    positions: dict[str, dict[str, Decimal | None]]
+    open_orders: list[dict[str, Any]]
+    fills: list[SimFill]
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    stamp = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _f(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+class SimExchange:
+    """A deterministic simulated exchange speaking ccxt's unified async API."""
+
+    id = "sim"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        clock: SimClock | None = None,
+        markets: Mapping[str, dict[str, Any]] | None = None,
+        balances: Mapping[str, Any] | None = None,
+        prices: PricePath | None = None,
+        tick_seconds: float = 1.0,
+        partial_fills: bool = True,
+        leverage: float = 1.0,
+        has: Mapping[str, bool] | None = None,
+        trades: bool = True,
+        websocket: bool = True,
+        latency: float = 0.0,
+        faults: Faults | None = None,
+        watch_timeout: float = 300.0,
+    ) -> None:
+        self.clock = clock or VirtualClock()
+        self.markets = {s: dict(m) for s, m in (markets or DEFAULT_MARKETS).items()}
+        self.symbols = sorted(self.markets)
+        start = {"USDT": 100_000, "BTC": 1, "ETH": 10} if balances is None else balances
+        self.venue = Venue(
+            seed=seed,
+            markets=self.markets,
+            balances={
+                c: Decimal(repr(float(v))) if not isinstance(v, Decimal) else v
+                for c, v in start.items()
+            },
+            prices=prices or RandomWalk(seed),
+            start_ms=self.clock.now_ms(),
+            tick_ms=max(1, round(tick_seconds * 1000)),
+            partial_fills=partial_fills,
+            leverage=Decimal(repr(float(leverage))),
+        )
+        self.tick_seconds = tick_seconds
+        self.latency = latency
+        self.faults = faults or Faults()
+        self.watch_timeout = watch_timeout
+        self._faults = random.Random(f"{seed}:faults")
+        self.has: dict[str, bool] = {
+            "spot": True,
+            "swap": True,
+            "future": False,
+            "margin": False,
+            "createOrder": True,
+            "cancelOrder": True,
+            "cancelAllOrders": True,
+            "fetchOrder": True,
+            "fetchOpenOrders": True,
+            "fetchClosedOrders": True,
+            "fetchMyTrades": True,
+            "fetchOrderTrades": True,
+            "fetchBalance": True,
+            "fetchPositions": True,
+            "fetchTicker": True,
+            "fetchOHLCV": True,
+            "setLeverage": True,
+            "ws": True,
+            **{name: True for name in _STREAMS},
+        }
+        if not trades:
+            self.has.update({name: False for name in _TRADES})
+        if not websocket:
+            self.has.update({name: False for name in _STREAMS}, ws=False)
+        self.has.update(has or {})
+        self.timeframes = {"1m": "1m", "5m": "5m", "1h": "1h"}
+        self._queues: dict[str, deque[dict[str, Any]]] = {
+            "orders": deque(),
+            "trades": deque(),
+            "balance": deque(),
+            "positions": deque(),
+        }
+        self._last: dict[tuple[Any, ...], Any] = {}
+        self._closed = False
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _call(self, name: str) -> None:
+        """Every call: supported? latency; faults that stop it before the venue."""
+        if self._closed:
+            raise ccxt.ExchangeClosedByUser("sim: the exchange was closed")
+        if not self.has.get(name, False):
+            raise ccxt.NotSupported(f"sim: {name}() is not supported by this profile")
+        if self.latency:
+            await self.clock.sleep(self.latency)
+        faults = self.faults
+        if not name.startswith("watch"):
+            if faults.unavailable and self._faults.random() < faults.unavailable:
+                raise ccxt.ExchangeNotAvailable(f"sim: {name} 503 Service Unavailable")
+            if faults.rate_limit and self._faults.random() < faults.rate_limit:
+                raise ccxt.RateLimitExceeded(f"sim: {name} 429 Too Many Requests")
+            if faults.timeout and self._faults.random() < faults.timeout:
+                raise ccxt.RequestTimeout(f"sim: {name} timed out")
+        self._sync()
+
+    def _after(self, name: str) -> None:
+        """After a create or cancel took effect: maybe its response is lost."""
+        chance = self.faults.timeout_after
+        if name in _MUTATING and chance and self._faults.random() < chance:
+            raise ccxt.RequestTimeout(f"sim: {name} timed out (but it was done)")
+
+    def _stale(self, key: tuple[Any, ...], fresh: Any) -> Any:
+        chance = self.faults.stale
+        old = self._last.get(key)
+        self._last[key] = fresh
+        if chance and old is not None and self._faults.random() < chance:
+            return old
+        return fresh
+
+    def _sync(self) -> None:
+        """Bring the venue to the clock's time and queue what changed for the streams."""
+        self.venue.advance_to(self.clock.now_ms())
+        orders, fills, balance, positions = self.venue.take_changes()
+        if not self.has.get("ws", True):
+            return
+        seen: set[str] = set()
+        for order in orders:
+            if order.id not in seen:
+                seen.add(order.id)
+                self._queues["orders"].append(self._order(order))
+        self._queues["trades"].extend(self._trade(fill) for fill in fills)
+        if balance:
+            self._queues["balance"].append(self._balance())
+        for symbol in sorted(positions):
+            self._queues["positions"].append(self._position(symbol))
+
+    def _maybe_drop(self, name: str, queue: str | None) -> None:
+        chance = self.faults.drop_stream
+        if chance and self._faults.random() < chance:
+            if queue is not None:
+                self._queues[queue].clear()  # what it would have delivered is gone for good
+            raise ccxt.NetworkError(f"sim: {name} connection closed")
+
+    async def _watch(self, name: str, queue: str, symbol: str | None) -> list[dict[str, Any]]:
+        """Updates queued since the last watch (of ``symbol``); waits a tick at a time."""
+        waited = 0.0
+        while True:
+            await self._call(name)
+            self._maybe_drop(name, queue)
+            pending = self._queues[queue]
+            batch = [u for u in pending if symbol is None or u.get("symbol") == symbol]
+            if batch:
+                for update in batch:
+                    pending.remove(update)
+                return self._deliver(batch)
+            if waited >= self.watch_timeout:
+                raise ccxt.RequestTimeout(f"sim: no {queue} update in {waited:.0f} s")
+            await self.clock.sleep(self.tick_seconds)
+            waited += self.tick_seconds
+
+    def _deliver(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        faults = self.faults
+        out: list[dict[str, Any]] = []
+        for update in batch:
+            out.append(update)
+            if faults.duplicate and self._faults.random() < faults.duplicate:
+                out.append(update)
+        if faults.reorder and len(out) > 1 and self._faults.random() < faults.reorder:
+            out.reverse()
+        return out
+
+    # -- ccxt structures --------------------------------------------------------------------
+
+    def _market_id(self, symbol: str) -> str:
+        return str(self.markets[symbol]["id"])
+
+    def _order(self, order: SimOrder) -> dict[str, Any]:
+        fee = (
+            {"cost": float(order.fee), "currency": order.fee_currency}
+            if order.fee_currency
+            else None
+        )
+        return {
+            "info": {
+                "orderId": int(order.id),
+                "clientOrderId": order.client_order_id,
+                "symbol": self._market_id(order.symbol),
+                "status": _VENUE_STATUS[order.status]
+                if order.status != "open" or not order.filled
+                else "PARTIALLY_FILLED",
+                "type": order.type.upper(),
+                "side": order.side.upper(),
+                "timeInForce": order.time_in_force,
+                "price": str(order.price or 0),
+                "origQty": str(order.amount),
+                "executedQty": str(order.filled),
+                "cummulativeQuoteQty": str(order.cost),
+                "time": order.timestamp,
+                "updateTime": order.last_update_timestamp,
+            },
+            "id": order.id,
+            "clientOrderId": order.client_order_id,
+            "timestamp": order.timestamp,
+            "datetime": _iso(order.timestamp),
+            "lastTradeTimestamp": order.last_trade_timestamp,
+            "lastUpdateTimestamp": order.last_update_timestamp,
+            "symbol": order.symbol,
+            "type": order.type,
+            "timeInForce": order.time_in_force,
+            "postOnly": order.post_only,
+            "reduceOnly": order.reduce_only,
+            "side": order.side,
+            "price": _f(
+                order.price
+                if order.price is not None
+                else (order.cost / order.filled if order.filled else None)
+            ),
+            "triggerPrice": None,
+            "stopPrice": None,
+            "takeProfitPrice": None,
+            "stopLossPrice": None,
+            "amount": float(order.amount),
+            "cost": float(order.cost),
+            "average": _f(order.cost / order.filled) if order.filled else None,
+            "filled": float(order.filled),
+            "remaining": float(order.remaining),
+            "status": order.status,
+            "fee": fee,
+            "fees": [fee] if fee else [],
+            "trades": [],
+        }
+
+    def _trade(self, fill: SimFill) -> dict[str, Any]:
+        fee = {"cost": float(fill.fee), "currency": fill.fee_currency}
+        return {
+            "info": {
+                "id": int(fill.id),
+                "orderId": int(fill.order_id),
+                "symbol": self._market_id(fill.symbol),
+                "price": str(fill.price),
+                "qty": str(fill.amount),
+                "quoteQty": str(fill.cost),
+                "commission": str(fill.fee),
+                "commissionAsset": fill.fee_currency,
+                "time": fill.timestamp,
+                "isBuyer": fill.side == "buy",
+                "isMaker": fill.taker_or_maker == "maker",
+                "realizedPnl": str(fill.realized_pnl),
+            },
+            "id": fill.id,
+            "order": fill.order_id,
+            "timestamp": fill.timestamp,
+            "datetime": _iso(fill.timestamp),
+            "symbol": fill.symbol,
+            "type": self.venue.orders[fill.order_id].type,
+            "side": fill.side,
+            "takerOrMaker": fill.taker_or_maker,
+            "price": float(fill.price),
+            "amount": float(fill.amount),
+            "cost": float(fill.cost),
+            "fee": fee,
+            "fees": [fee],
+        }
+
+    def _balance(self) -> dict[str, Any]:
+        venue = self.venue
+        currencies = sorted(set(venue.free) | set(venue.used))
+        result: dict[str, Any] = {
+            "info": {
+                "balances": [
+                    {
+                        "asset": c,
+                        "free": str(venue.free.get(c, 0)),
+                        "locked": str(venue.used.get(c, 0)),
+                    }
+                    for c in currencies
+                ],
+                "updateTime": venue.now,
+            },
+            "timestamp": venue.now,
+            "datetime": _iso(venue.now),
+            "free": {},
+            "used": {},
+            "total": {},
+        }
+        for c in currencies:
+            free, used = venue.free.get(c, Decimal(0)), venue.used.get(c, Decimal(0))
+            entry = {"free": float(free), "used": float(used), "total": float(free + used)}
+            result[c] = entry
+            for key in ("free", "used", "total"):
+                result[key][c] = entry[key]
+        return result
+
+    def _position(self, symbol: str) -> dict[str, Any]:
+        venue = self.venue
+        position = venue.positions.get(symbol)
+        contracts = abs(position.contracts) if position else Decimal(0)
+        side = (
+            None
+            if not position or not position.contracts
+            else ("long" if position.contracts > 0 else "short")
+        )
+        mark = venue.mid(symbol)
+        entry = position.entry_price if position and position.contracts else None
+        signed = position.contracts if position else Decimal(0)
+        unrealized = (mark - entry) * signed if entry is not None else Decimal(0)
+        leverage = (
+            position.leverage if position else venue.leverage.get(symbol, venue.default_leverage)
+        )
+        margin = position.margin if position else Decimal(0)
+        notional = contracts * mark
+        liquidation = venue.liquidation_price(position) if position else None
+        return {
+            "info": {
+                "symbol": self._market_id(symbol),
+                "positionAmt": str(signed),
+                "entryPrice": str(entry or 0),
+                "markPrice": str(mark),
+                "unRealizedProfit": str(unrealized),
+                "leverage": str(leverage),
+                "isolatedMargin": str(margin),
+                "updateTime": venue.now,
+            },
+            "id": None,
+            "symbol": symbol,
+            "timestamp": venue.now,
+            "datetime": _iso(venue.now),
+            "contracts": float(contracts),
+            "contractSize": 1.0,
+            "side": side,
+            "notional": float(notional),
+            "leverage": float(leverage),
+            "unrealizedPnl": float(unrealized),
+            "realizedPnl": None,
+            "collateral": float(margin),
+            "entryPrice": _f(entry),
+            "markPrice": float(mark),
+            "liquidationPrice": _f(liquidation),
+            "marginMode": "cross",
+            "hedged": False,
+            "maintenanceMargin": float(notional * Decimal("0.005")),
+            "maintenanceMarginPercentage": 0.005,
+            "initialMargin": float(margin),
+            "initialMarginPercentage": float(1 / leverage),
+            "marginRatio": None,
+            "positionMargin": None,
+            "percentage": float(unrealized / margin * 100) if margin else None,
+            "stopLossPrice": None,
+            "takeProfitPrice": None,
+        }
+
+    def _ticker(self, symbol: str) -> dict[str, Any]:
+        venue = self.venue
+        bid, ask = venue.bid_ask(symbol)
+        last = venue.mid(symbol)
+        return {
+            "symbol": symbol,
+            "timestamp": venue.now,
+            "datetime": _iso(venue.now),
+            "high": None,
+            "low": None,
+            "bid": float(bid),
+            "bidVolume": None,
+            "ask": float(ask),
+            "askVolume": None,
+            "vwap": None,
+            "open": None,
+            "close": float(last),
+            "last": float(last),
+            "previousClose": None,
+            "change": None,
+            "percentage": None,
+            "average": None,
+            "baseVolume": None,
+            "quoteVolume": None,
+            "indexPrice": None,
+            "markPrice": float(last),
+            "info": {
+                "symbol": self._market_id(symbol),
+                "bidPrice": str(bid),
+                "askPrice": str(ask),
+                "lastPrice": str(last),
+                "closeTime": venue.now,
+            },
+        }
+
+    def _find(self, order_id: str | None, params: Mapping[str, Any] | None) -> SimOrder:
+        client_id = (params or {}).get("clientOrderId") or (params or {}).get("origClientOrderId")
+        if client_id is not None:
+            order_id = self.venue.by_client_id.get(client_id)
+        order = self.venue.orders.get(str(order_id)) if order_id is not None else None
+        if order is None:
+            raise ccxt.OrderNotFound(f"sim: order {order_id or client_id} does not exist")
+        return order
+
+    # -- the unified API --------------------------------------------------------------------
+
+    async def load_markets(
+        self,
+        reload: bool = False,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        return self.markets
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        await self._call("createOrder")
+        order = self.venue.create_order(symbol, type, side, amount, price, dict(params or {}))
+        response = self._order(order)
+        self._sync()
+        self._after("createOrder")
+        return response
+
+    async def cancel_order(
+        self, id: str, symbol: str | None = None, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        await self._call("cancelOrder")
+        order = self.venue.cancel_order(self._find(id, params).id)
+        response = self._order(order)
+        self._sync()
+        self._after("cancelOrder")
+        return response
+
+    async def cancel_all_orders(
+        self, symbol: str | None = None, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        await self._call("cancelAllOrders")
+        canceled = [
+            self._order(self.venue.cancel_order(o.id))
+            for o in self.venue.open_orders()
+            if symbol is None or o.symbol == symbol
+        ]
+        self._sync()
+        self._after("cancelAllOrders")
+        return canceled
+
+    async def fetch_order(
+        self, id: str | None, symbol: str | None = None, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        await self._call("fetchOrder")
+        order = self._find(id, params)
+        return dict(self._stale(("fetchOrder", order.id), self._order(order)))
+
+    async def fetch_open_orders(
+        self,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        await self._call("fetchOpenOrders")
+        found = [
+            self._order(o) for o in self.venue.open_orders() if symbol is None or o.symbol == symbol
+        ]
+        return list(self._stale(("fetchOpenOrders", symbol), found))
+
+    async def fetch_closed_orders(
+        self,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        await self._call("fetchClosedOrders")
+        found = [
+            self._order(o)
+            for o in self.venue.orders.values()
+            if o.status != "open"
+            and (symbol is None or o.symbol == symbol)
+            and (since is None or (o.last_update_timestamp or o.timestamp) >= since)
+        ]
+        return found[-limit:] if limit else found
+
+    async def fetch_my_trades(
+        self,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        await self._call("fetchMyTrades")
+        found = [
+            self._trade(f)
+            for f in self.venue.fills
+            if (symbol is None or f.symbol == symbol) and (since is None or f.timestamp >= since)
+        ]
+        return found[-limit:] if limit else found
+
+    async def fetch_order_trades(
+        self,
+        id: str,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        await self._call("fetchOrderTrades")
+        return [self._trade(f) for f in self._find(id, params).trades]
+
+    async def fetch_balance(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        await self._call("fetchBalance")
+        return dict(self._stale(("fetchBalance",), self._balance()))
+
+    async def fetch_positions(
+        self, symbols: list[str] | None = None, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        await self._call("fetchPositions")
+        wanted = [
+            s
+            for s in self.symbols
+            if self.markets[s]["contract"] and (symbols is None or s in symbols)
+        ]
+        found = [
+            self._position(s)
+            for s in wanted
+            if s in self.venue.positions and self.venue.positions[s].contracts
+        ]
+        return list(self._stale(("fetchPositions", tuple(symbols or ())), found))
+
+    async def fetch_ticker(
+        self,
+        symbol: str,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        await self._call("fetchTicker")
+        self.venue.market(symbol)
+        return self._ticker(symbol)
+
+    async def fetch_ohlcv(
+        self,
+        symbol: str,
+        timeframe: str = "1m",
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[list[float]]:
+        await self._call("fetchOHLCV")
+        self.venue.market(symbol)
+        seconds = {"1m": 60, "5m": 300, "1h": 3600}.get(timeframe)
+        if seconds is None:
+            raise ccxt.BadRequest(f"sim: timeframe {timeframe!r} is not supported")
+        venue = self.venue
+        per = max(1, round(seconds * 1000 / venue.tick_ms))
+        candles = []
+        for first in range(0, venue.tick + 1, per):
+            ticks = range(first, min(first + per, venue.tick + 1))
+            prices = [venue.prices.price(symbol, t) for t in ticks]
+            opened = venue.start_ms + first * venue.tick_ms
+            if since is not None and opened < since:
+                continue
+            candles.append(
+                [
+                    opened,
+                    float(prices[0]),
+                    float(max(prices)),
+                    float(min(prices)),
+                    float(prices[-1]),
+                    0.0,
+                ]
+            )
+        return candles[-limit:] if limit else candles
+
+    async def set_leverage(
+        self, leverage: float, symbol: str | None = None, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        await self._call("setLeverage")
+        if symbol is None:
+            raise ccxt.ArgumentsRequired("sim: set_leverage() needs a symbol")
+        self.venue.set_leverage(symbol, leverage)
+        return {"info": {"symbol": self._market_id(symbol), "leverage": leverage}}
+
+    async def watch_orders(
+        self,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        return await self._watch("watchOrders", "orders", symbol)
+
+    async def watch_my_trades(
+        self,
+        symbol: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        return await self._watch("watchMyTrades", "trades", symbol)
+
+    async def watch_balance(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        updates = await self._watch("watchBalance", "balance", None)
+        return updates[-1]
+
+    async def watch_positions(
+        self,
+        symbols: list[str] | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        while True:
+            updates = await self._watch("watchPositions", "positions", None)
+            chosen = [u for u in updates if symbols is None or u["symbol"] in symbols]
+            if chosen:
+                return chosen
+
+    async def watch_ticker(
+        self,
+        symbol: str,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        await self._call("watchTicker")
+        self._maybe_drop("watchTicker", None)
+        self.venue.market(symbol)
+        await self.clock.sleep(self.tick_seconds)  # the next tick's ticker
+        self._sync()
+        return self._ticker(symbol)
+
+    async def close(self) -> None:
+        self._closed = True
+
+    # -- for tests --------------------------------------------------------------------------
+
+    def truth(self) -> Truth:
+        """The venue's own balances, positions, open orders and fills, as of its clock."""
+        venue = self.venue
+        venue.advance_to(self.clock.now_ms())
+        currencies = sorted(set(venue.free) | set(venue.used))
+        return Truth(
+            balances={
+                c: {
+                    "free": venue.free.get(c, Decimal(0)),
+                    "used": venue.used.get(c, Decimal(0)),
+                    "total": venue.total(c),
+                }
+                for c in currencies
+            },
+            positions={
+                s: {
+                    "contracts": p.contracts,
+                    "entry_price": p.entry_price,
+                    "margin": p.margin,
+                    "liquidation_price": venue.liquidation_price(p),
+                }
+                for s, p in sorted(venue.positions.items())
+                if p.contracts
+            },
+            open_orders=[self._order(o) for o in venue.open_orders()],
+            fills=list(venue.fills),
+        )

@@ -1,0 +1,539 @@
+"""The simulated exchange: ccxt's shapes, determinism, each profile and fault, conservation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import ccxt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.sim import Faults, OHLCVPath, SimExchange, VirtualClock
+from tests.ccxt_fixtures import replay
+
+T = TypeVar("T")
+D = Decimal
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+# -- conformance: the same assertions on the sim and on real ccxt parses ------------------------
+
+
+def kind(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def conforms(ours: dict[str, Any], theirs: dict[str, Any], optional: set[str]) -> list[str]:
+    """Every field ccxt's parse has, ours has, with the same kind of value (None allowed on
+    either side for the fields a venue may leave out)."""
+    problems = []
+    for key, value in theirs.items():
+        if key not in ours:
+            problems.append(f"missing {key}")
+            continue
+        a, b = kind(ours[key]), kind(value)
+        if a != b and not (key in optional and "none" in (a, b)):
+            problems.append(f"{key}: {a} vs ccxt's {b}")
+    return problems
+
+
+ORDER_OPTIONAL = {
+    "clientOrderId",
+    "lastTradeTimestamp",
+    "lastUpdateTimestamp",
+    "price",
+    "average",
+    "fee",
+    "reduceOnly",
+    "postOnly",
+    "timeInForce",
+    "triggerPrice",
+    "stopPrice",
+    "takeProfitPrice",
+    "stopLossPrice",
+    "remaining",
+    "cost",
+}
+POSITION_OPTIONAL = {
+    "id",
+    "leverage",
+    "liquidationPrice",
+    "positionMargin",
+    "marginRatio",
+    "percentage",
+    "entryPrice",
+    "stopLossPrice",
+    "takeProfitPrice",
+    "initialMarginPercentage",
+    "collateral",
+    "notional",
+    "markPrice",
+    "maintenanceMargin",
+    "maintenanceMarginPercentage",
+    "initialMargin",
+    "unrealizedPnl",
+}
+
+
+async def sim_structures() -> dict[str, Any]:
+    ex = SimExchange(seed=3, leverage=5)
+    ticker = await ex.fetch_ticker("BTC/USDT")
+    resting = await ex.create_order(
+        "BTC/USDT", "limit", "buy", 0.1, ticker["bid"] * 0.99, {"clientOrderId": "rest-1"}
+    )
+    await ex.create_order("BTC/USDT", "market", "sell", 0.05)
+    await ex.create_order("BTC/USDT:USDT", "market", "buy", 0.01)
+    return {
+        "order": await ex.fetch_order(resting["id"]),
+        "closed": (await ex.fetch_closed_orders("BTC/USDT"))[0],
+        "trade": (await ex.fetch_my_trades("BTC/USDT"))[0],
+        "balance": await ex.fetch_balance(),
+        "position": (await ex.fetch_positions())[0],
+    }
+
+
+def test_orders_trades_balances_and_positions_have_ccxts_shapes() -> None:
+    sim = run(sim_structures())
+    ccxt_orders = [
+        replay("binance", "createOrder"),
+        replay("binance", "fetchOrder"),
+        *replay("binance", "fetchOpenOrders"),
+        replay("bybit", "fetchOpenOrder"),
+        replay("kraken", "fetchOrder"),
+    ]
+    for theirs in ccxt_orders:
+        assert conforms(sim["order"], theirs, ORDER_OPTIONAL) == [], theirs["id"]
+        assert conforms(sim["closed"], theirs, ORDER_OPTIONAL) == [], theirs["id"]
+    for theirs in [*replay("binance", "fetchMyTrades"), *replay("bybit", "fetchMyTrades")]:
+        assert conforms(sim["trade"], theirs, {"type", "takerOrMaker", "fee"}) == []
+    theirs_balance = replay("binance", "fetchBalance")
+    assert (
+        conforms(
+            sim["balance"],
+            {
+                k: v
+                for k, v in theirs_balance.items()
+                if k in ("info", "timestamp", "datetime", "free", "used", "total")
+            },
+            set(),
+        )
+        == []
+    )
+    assert set(sim["balance"]["BTC"]) == set(theirs_balance["LTC"]) == {"free", "used", "total"}
+    assert (
+        conforms(sim["position"], replay("binance", "fetchPositions")[0], POSITION_OPTIONAL) == []
+    )
+    # and the values hang together as ccxt's do
+    order = sim["closed"]
+    assert order["filled"] + order["remaining"] == pytest.approx(order["amount"])
+    assert order["cost"] == pytest.approx(order["filled"] * order["average"])
+
+
+def test_the_engines_event_constructors_read_the_sims_structures() -> None:
+    from eventsrc import BalanceObserved, OrderObserved, PositionObserved, TradeObserved
+
+    sim = run(sim_structures())
+    order = OrderObserved.from_ccxt(sim["closed"])
+    assert order.order_id and order.filled is not None and order.status == "closed"
+    assert TradeObserved.from_ccxt(sim["trade"]).fee_currency is not None
+    assert {b.currency for b in BalanceObserved.from_ccxt(sim["balance"]).balances} >= {"BTC"}
+    assert PositionObserved.from_ccxt(sim["position"]).side == "long"
+
+
+# -- determinism ------------------------------------------------------------------------------
+
+
+async def session(seed: int, faults: Faults | None = None) -> list[Any]:
+    ex = SimExchange(seed=seed, faults=faults)
+    seen: list[Any] = []
+
+    async def record(call: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            seen.append(await call())
+        except ccxt.BaseError as exc:
+            seen.append(f"{type(exc).__name__}: {exc}")
+
+    price = 3300.0
+    for i in range(6):
+        await record(lambda: ex.fetch_ticker("ETH/USDT"))
+        if isinstance(seen[-1], dict):
+            price = seen[-1]["bid"]
+        await record(
+            lambda p=price, i=i: ex.create_order(  # type: ignore[misc]
+                "ETH/USDT",
+                "limit",
+                "buy" if i % 2 else "sell",
+                0.5,
+                p * (0.999 if i % 2 else 1.001),
+                {"clientOrderId": f"c{i}"},
+            )
+        )
+        await record(lambda: ex.watch_orders())
+        await record(lambda: ex.watch_my_trades())
+        await record(lambda: ex.fetch_balance())
+    await record(lambda: ex.cancel_all_orders())
+    await record(lambda: ex.fetch_ohlcv("ETH/USDT"))
+    return seen
+
+
+def test_one_seed_gives_identical_responses_byte_for_byte() -> None:
+    first, second = run(session(7)), run(session(7))
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    assert json.dumps(run(session(8)), sort_keys=True) != json.dumps(first, sort_keys=True)
+    noisy = Faults(timeout=0.2, duplicate=0.3, reorder=0.5, drop_stream=0.2, stale=0.3)
+    assert json.dumps(run(session(7, noisy))) == json.dumps(run(session(7, noisy)))
+
+
+# -- orders the way venues take them ----------------------------------------------------------
+
+
+async def order_rules() -> None:
+    ex = SimExchange(seed=1, balances={"USDT": 1000, "BTC": 0})
+    ticker = await ex.fetch_ticker("BTC/USDT")
+    with pytest.raises(ccxt.InsufficientFunds):
+        await ex.create_order("BTC/USDT", "limit", "buy", 1, ticker["bid"])
+    with pytest.raises(ccxt.OrderImmediatelyFillable):
+        await ex.create_order("BTC/USDT", "limit", "buy", 0.001, ticker["ask"], {"postOnly": True})
+    with pytest.raises(ccxt.BadSymbol):
+        await ex.create_order("NOPE/USDT", "market", "buy", 1)
+    with pytest.raises(ccxt.InvalidOrder):
+        await ex.create_order("BTC/USDT", "limit", "buy", 0.001, None)
+    first = await ex.create_order(
+        "BTC/USDT", "limit", "buy", 0.001, ticker["bid"] * 0.9, {"clientOrderId": "mine"}
+    )
+    with pytest.raises(ccxt.DuplicateOrderId):
+        await ex.create_order(
+            "BTC/USDT", "limit", "buy", 0.001, ticker["bid"] * 0.9, {"clientOrderId": "mine"}
+        )
+    assert (await ex.fetch_order(None, params={"clientOrderId": "mine"}))["id"] == first["id"]
+    ioc = await ex.create_order(
+        "BTC/USDT", "limit", "buy", 0.001, ticker["bid"] * 0.9, {"timeInForce": "IOC"}
+    )
+    assert ioc["status"] == "expired" and ioc["filled"] == 0
+    fok = await ex.create_order(
+        "BTC/USDT", "limit", "buy", 0.002, ticker["ask"] * 1.01, {"timeInForce": "FOK"}
+    )
+    assert fok["status"] == "closed" and fok["filled"] == 0.002
+    with pytest.raises(ccxt.InvalidOrder, match="reduce"):
+        await ex.create_order("BTC/USDT:USDT", "market", "sell", 0.001, params={"reduceOnly": True})
+    await ex.cancel_order(first["id"])
+    with pytest.raises(ccxt.OrderNotFound):
+        await ex.cancel_order(first["id"])
+
+
+def test_orders_are_taken_the_way_venues_take_them() -> None:
+    run(order_rules())
+
+
+async def partial_fills_across_price_moves() -> list[tuple[float, float]]:
+    ex = SimExchange(seed=4, tick_seconds=60)
+    price = (await ex.fetch_ticker("BTC/USDT"))["bid"]
+    order = await ex.create_order("BTC/USDT", "limit", "buy", 0.8, price * 0.998)
+    fills: list[tuple[float, float]] = []
+    for _ in range(200):
+        try:
+            batch = await ex.watch_my_trades("BTC/USDT")
+        except ccxt.RequestTimeout:  # nothing within the watch's patience: watch again
+            continue
+        fills.extend((trade["amount"], trade["price"]) for trade in batch)
+        if (await ex.fetch_order(order["id"]))["status"] == "closed":
+            break
+    return fills
+
+
+def test_a_resting_order_fills_in_parts_as_the_price_moves() -> None:
+    fills = run(partial_fills_across_price_moves())
+    assert len(fills) > 1
+    assert sum(D(repr(a)) for a, _ in fills) == D("0.8")
+    assert len({p for _, p in fills}) == 1  # a maker fills at its own price
+
+
+def test_a_simulated_day_runs_in_seconds_on_the_virtual_clock() -> None:
+    async def day() -> int:
+        clock = VirtualClock()
+        ex = SimExchange(seed=2, clock=clock, tick_seconds=60)
+        start = clock.now_ms()
+        while clock.now_ms() - start < 86_400_000:
+            await ex.watch_ticker("BTC/USDT")
+        return len(await ex.fetch_ohlcv("BTC/USDT", "1h"))
+
+    assert run(day()) == 25  # 24 hours of candles, and the one begun
+
+
+def test_prices_can_come_from_an_ohlcv_file(tmp_path: Path) -> None:
+    path = tmp_path / "btc.csv"
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n0,100,101,99,100.5,1\n60000,100.5,103,100,102.5,1\n"
+    )
+
+    async def prices() -> list[float]:
+        ex = SimExchange(prices=OHLCVPath.from_file("BTC/USDT", path))
+        return [(await ex.watch_ticker("BTC/USDT"))["last"] for _ in range(3)]
+
+    assert run(prices()) == [102.5, 102.5, 102.5]
+
+
+# -- capability profiles ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trades", [True, False])
+def test_a_venue_without_trades_endpoints(trades: bool) -> None:
+    async def check() -> None:
+        ex = SimExchange(seed=1, trades=trades)
+        assert ex.has["fetchMyTrades"] is trades and ex.has["watchMyTrades"] is trades
+        await ex.create_order("BTC/USDT", "market", "buy", 0.01)
+        calls = [ex.fetch_my_trades(), ex.watch_my_trades(), ex.fetch_order_trades("1000001")]
+        for call in calls:
+            if trades:
+                assert await call
+            else:
+                with pytest.raises(ccxt.NotSupported):
+                    await call
+        assert (await ex.fetch_order("1000001"))["filled"] == 0.01  # orders still tell
+
+    run(check())
+
+
+@pytest.mark.parametrize("websocket", [True, False])
+def test_a_venue_without_streams(websocket: bool) -> None:
+    async def check() -> None:
+        ex = SimExchange(seed=1, websocket=websocket)
+        await ex.create_order("BTC/USDT", "market", "buy", 0.01)
+        for name in (
+            "watchOrders",
+            "watchMyTrades",
+            "watchBalance",
+            "watchPositions",
+            "watchTicker",
+        ):
+            assert ex.has[name] is websocket
+        if websocket:
+            assert await ex.watch_orders()
+            assert (await ex.watch_balance())["BTC"]["total"] > 1
+        else:
+            with pytest.raises(ccxt.NotSupported):
+                await ex.watch_orders()
+            with pytest.raises(ccxt.NotSupported):
+                await ex.watch_ticker("BTC/USDT")
+        assert (await ex.fetch_open_orders()) == []  # polling works either way
+
+    run(check())
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.25])
+def test_latency_is_paid_in_clock_time(latency: float) -> None:
+    async def elapsed() -> int:
+        clock = VirtualClock()
+        ex = SimExchange(clock=clock, latency=latency)
+        start = clock.now_ms()
+        for _ in range(4):
+            await ex.fetch_balance()
+        return clock.now_ms() - start
+
+    assert run(elapsed()) == 4 * round(latency * 1000)
+
+
+# -- faults: each happens when configured, never when not -------------------------------------
+
+
+async def rest_calls(faults: Faults, n: int = 60) -> list[str]:
+    ex = SimExchange(seed=5, faults=faults)
+    outcomes = []
+    for _ in range(n):
+        try:
+            await ex.fetch_balance()
+            outcomes.append("ok")
+        except ccxt.BaseError as exc:
+            outcomes.append(type(exc).__name__)
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("timeout", "RequestTimeout"),
+        ("rate_limit", "RateLimitExceeded"),
+        ("unavailable", "ExchangeNotAvailable"),
+    ],
+)
+def test_rest_faults_happen_when_configured_and_never_when_not(fault: str, error: str) -> None:
+    assert set(run(rest_calls(Faults()))) == {"ok"}
+    outcomes = run(rest_calls(Faults(**{fault: 0.3})))
+    assert error in outcomes and "ok" in outcomes
+    assert set(outcomes) == {"ok", error}
+
+
+def test_a_timed_out_create_may_have_placed_the_order() -> None:
+    async def check(faults: Faults) -> tuple[str, int]:
+        ex = SimExchange(seed=1, faults=faults)
+        try:
+            await ex.create_order("BTC/USDT", "market", "buy", 0.01, params={"clientOrderId": "x"})
+            outcome = "ok"
+        except ccxt.RequestTimeout:
+            outcome = "timeout"
+        return outcome, len(ex.truth().fills)  # the venue's own books say
+
+    assert run(check(Faults(timeout=1.0))) == ("timeout", 0)  # never reached the venue
+    assert run(check(Faults(timeout_after=1.0))) == ("timeout", 1)  # done, answer lost
+    assert run(check(Faults())) == ("ok", 1)
+
+
+async def stream(faults: Faults, rounds: int = 30) -> tuple[list[list[str]], int, int]:
+    """Order updates as a watcher sees them; and how many it missed, and errors."""
+    ex = SimExchange(seed=9, faults=faults, partial_fills=False)
+    seen: list[list[str]] = []
+    errors = 0
+    for i in range(rounds):
+        await ex.create_order("ETH/USDT", "market", "buy" if i % 2 else "sell", 0.1)
+        await ex.create_order("ETH/USDT", "market", "sell" if i % 2 else "buy", 0.1)
+        try:
+            seen.append([u["id"] for u in await ex.watch_orders()])
+        except ccxt.NetworkError:
+            errors += 1
+    delivered = {i for batch in seen for i in batch}
+    return seen, 2 * rounds - len(delivered), errors
+
+
+def test_stream_faults_happen_when_configured_and_never_when_not() -> None:
+    clean, missed, errors = run(stream(Faults()))
+    assert missed == 0 and errors == 0
+    assert all(len(b) == len(set(b)) and b == sorted(b) for b in clean)
+    _, missed, errors = run(stream(Faults(drop_stream=0.3)))
+    assert errors > 0 and missed > 0  # dropped updates are not replayed
+    doubled, missed, _ = run(stream(Faults(duplicate=0.5)))
+    assert missed == 0 and any(len(b) != len(set(b)) for b in doubled)
+    reordered, missed, _ = run(stream(Faults(reorder=1.0)))
+    assert missed == 0 and all(b == sorted(b, reverse=True) for b in reordered)
+
+
+def test_stale_snapshots_happen_when_configured_and_never_when_not() -> None:
+    async def balances(faults: Faults) -> list[float]:
+        ex = SimExchange(seed=3, faults=faults)
+        seen = []
+        for _ in range(20):
+            await ex.create_order("BTC/USDT", "market", "buy", 0.001)
+            seen.append((await ex.fetch_balance())["BTC"]["total"])
+        return seen
+
+    fresh = run(balances(Faults()))
+    assert fresh == sorted(fresh) and len(set(fresh)) == 20
+    stale = run(balances(Faults(stale=0.5)))
+    assert len(set(stale)) < 20 and stale[-1] <= fresh[-1]
+
+
+# -- conservation -----------------------------------------------------------------------------
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("order"),
+            st.sampled_from(["BTC/USDT", "ETH/USDT", "BTC/USDT:USDT"]),
+            st.sampled_from(["limit", "market"]),
+            st.sampled_from(["buy", "sell"]),
+            st.integers(1, 300),
+            st.integers(-30, 30),
+            st.sampled_from(["GTC", "IOC", "FOK"]),
+        ),
+        st.tuples(st.just("cancel"), st.integers(0, 50)),
+        st.tuples(st.just("wait"), st.integers(1, 900)),
+        st.tuples(st.just("leverage"), st.integers(1, 20)),
+    ),
+    max_size=40,
+)
+
+
+async def trade_randomly(steps: list[tuple[Any, ...]], seed: int) -> SimExchange:
+    ex = SimExchange(seed=seed, balances={"USDT": 20_000, "BTC": 0.5, "ETH": 5}, leverage=3)
+    for step in steps:
+        try:
+            if step[0] == "order":
+                _, symbol, type_, side, size, offset, tif = step
+                ticker = await ex.fetch_ticker(symbol)
+                price = ticker["bid"] * (1 + offset / 1000)
+                amount = size / 10_000 if symbol.startswith("BTC") else size / 1000
+                await ex.create_order(
+                    symbol,
+                    type_,
+                    side,
+                    amount,
+                    price if type_ == "limit" else None,
+                    {"timeInForce": tif},
+                )
+            elif step[0] == "cancel":
+                open_orders = await ex.fetch_open_orders()
+                if open_orders:
+                    await ex.cancel_order(open_orders[step[1] % len(open_orders)]["id"])
+            elif step[0] == "wait":
+                await ex.clock.sleep(step[1])
+            else:
+                await ex.set_leverage(step[1], "BTC/USDT:USDT")
+        except (ccxt.InsufficientFunds, ccxt.InvalidOrder, ccxt.OrderNotFound):
+            pass
+    await ex.cancel_all_orders()
+    return ex
+
+
+@settings(max_examples=150)
+@given(steps=operations, seed=st.integers(0, 100))
+def test_balances_and_positions_match_the_fills_no_money_made_or_lost(
+    steps: list[tuple[Any, ...]], seed: int
+) -> None:
+    ex = run(trade_randomly(steps, seed))
+    truth = ex.truth()
+    expected = {"USDT": D(20_000), "BTC": D("0.5"), "ETH": D(5)}
+    contracts: dict[str, Decimal] = {}
+    for fill in truth.fills:
+        base, quote = fill.symbol.split(":")[0].split("/")
+        sign = 1 if fill.side == "buy" else -1
+        if ":" in fill.symbol:  # a linear perpetual: profit and fees in USDT, contracts held
+            expected[quote] += fill.realized_pnl - fill.fee
+            contracts[fill.symbol] = contracts.get(fill.symbol, D(0)) + sign * fill.amount
+        else:
+            expected[base] += sign * fill.amount
+            expected[quote] -= sign * fill.cost
+            expected[fill.fee_currency] -= fill.fee
+    for currency, amount in expected.items():
+        balance = truth.balances[currency]
+        assert balance["total"] == amount, currency
+        assert balance["free"] >= 0 and balance["used"] >= 0, (currency, balance)
+    held = {s: p["contracts"] for s, p in truth.positions.items()}
+    assert held == {s: c for s, c in contracts.items() if c}
+    if not truth.positions:  # nothing open, nothing locked
+        assert all(b["used"] == 0 for b in truth.balances.values())
+
+
+def test_a_liquidation_closes_the_position_and_conserves_money() -> None:
+    drop = [[0, 100, 100, 100, 100, 1]] * 3 + [[0, 100, 100, 100, 100 - i, 1] for i in range(30)]
+    prices = OHLCVPath({"BTC/USDT:USDT": drop})
+
+    async def crash() -> SimExchange:
+        ex = SimExchange(prices=prices, balances={"USDT": 1000}, leverage=10)
+        await ex.create_order("BTC/USDT:USDT", "market", "buy", 5)
+        for _ in range(40):
+            await ex.clock.sleep(1)
+            await ex.fetch_balance()
+        return ex
+
+    ex = run(crash())
+    truth = ex.truth()
+    assert not truth.positions
+    liquidation = truth.fills[-1]
+    assert liquidation.liquidation and liquidation.side == "sell"
+    expected = D(1000) + sum((f.realized_pnl - f.fee for f in truth.fills), D(0))
+    assert truth.balances["USDT"]["total"] == expected
+    assert truth.balances["USDT"]["used"] == 0 and expected < 1000
