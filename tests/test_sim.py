@@ -537,3 +537,23 @@ def test_a_liquidation_closes_the_position_and_conserves_money() -> None:
     expected = D(1000) + sum((f.realized_pnl - f.fee for f in truth.fills), D(0))
     assert truth.balances["USDT"]["total"] == expected
     assert truth.balances["USDT"]["used"] == 0 and expected < 1000
+
+
+def test_positions_stream_and_the_real_clock() -> None:
+    from adapters.sim import RealClock
+
+    async def check() -> tuple[list[dict[str, Any]], int]:
+        ex = SimExchange(seed=1, leverage=2)
+        await ex.create_order("BTC/USDT:USDT", "market", "sell", 0.01)
+        updates = await ex.watch_positions(["BTC/USDT:USDT"])
+        real = SimExchange(seed=1, clock=RealClock())
+        ticker = await real.fetch_ticker("BTC/USDT")
+        return updates, ticker["timestamp"]
+
+    updates, stamp = run(check())
+    (position,) = updates
+    assert (position["side"], position["contracts"], position["leverage"]) == ("short", 0.01, 2.0)
+    assert position["liquidationPrice"] > position["entryPrice"]
+    import time
+
+    assert abs(stamp - time.time() * 1000) < 60_000  # a real clock tells the real time
