@@ -574,21 +574,24 @@ def _finite(value: Decimal, name: str) -> Decimal:
     return value
 
 
+_POSITION_NUMBERS = (
+    "contract_size",
+    "entry_price",
+    "mark_price",
+    "leverage",
+    "liquidation_price",
+    "collateral",
+    "initial_margin",
+    "unrealized_pnl",
+)
+
+
 def _position_observed(s: State, e: PositionObserved, seq: int) -> State:
     symbol = _known_symbol(s, e.asset)
     if e.side not in ("long", "short"):
         raise Malformed(f"side is {e.side!r}, must be 'long' or 'short'")
     contracts = _number(e.contracts, "contracts")
-    for name in (
-        "contract_size",
-        "entry_price",
-        "mark_price",
-        "leverage",
-        "liquidation_price",
-        "collateral",
-        "initial_margin",
-        "unrealized_pnl",
-    ):
+    for name in _POSITION_NUMBERS:
         value = getattr(e, name)
         if value is not None and not value.is_finite():
             raise Malformed(f"{name} is {value}")
@@ -728,20 +731,7 @@ FIELDS_READ: dict[type, tuple[str, ...]] = {
     ),
     CancelObserved: ("order_id", "client_order_id", "status"),
     BalanceObserved: ("balances",),
-    PositionObserved: (
-        "asset",
-        "side",
-        "contracts",
-        "contract_size",
-        "entry_price",
-        "mark_price",
-        "leverage",
-        "liquidation_price",
-        "collateral",
-        "initial_margin",
-        "unrealized_pnl",
-        "margin_mode",
-    ),
+    PositionObserved: ("asset", "side", "contracts", *_POSITION_NUMBERS, "margin_mode"),
     TickerObserved: ("asset", "last", "bid", "ask"),
     OHLCVObserved: ("asset", "close"),
     WatcherStarted: ("watcher",),
