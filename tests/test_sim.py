@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -33,8 +34,10 @@ def kind(value: Any) -> str:
         return "none"
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, int | float):
-        return "number"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
     return type(value).__name__
 
 
@@ -433,7 +436,9 @@ def test_stale_snapshots_happen_when_configured_and_never_when_not() -> None:
     fresh = run(balances(Faults()))
     assert fresh == sorted(fresh) and len(set(fresh)) == 20
     stale = run(balances(Faults(stale=0.5)))
-    assert len(set(stale)) < 20 and stale[-1] <= fresh[-1]
+    assert stale != fresh
+    for i, seen in enumerate(stale):  # a stale answer is an earlier true one, never made up
+        assert seen == fresh[i] or seen in fresh[:i]
 
 
 # -- conservation -----------------------------------------------------------------------------
@@ -442,67 +447,127 @@ operations = st.lists(
     st.one_of(
         st.tuples(
             st.just("order"),
-            st.sampled_from(["BTC/USDT", "ETH/USDT", "BTC/USDT:USDT"]),
+            st.sampled_from(["BTC/USDT", "ETH/USDT", "BTC/USDT:USDT", "BTC/USDT:USDT"]),
             st.sampled_from(["limit", "market"]),
             st.sampled_from(["buy", "sell"]),
             st.integers(1, 300),
-            st.integers(-30, 30),
+            st.integers(-6, 6),
             st.sampled_from(["GTC", "IOC", "FOK"]),
+            st.sampled_from(["", "reduceOnly", "postOnly"]),
         ),
         st.tuples(st.just("cancel"), st.integers(0, 50)),
         st.tuples(st.just("wait"), st.integers(1, 900)),
-        st.tuples(st.just("leverage"), st.integers(1, 20)),
+        st.tuples(st.just("leverage"), st.sampled_from([1, 2, 5, 20, 100])),
+        st.tuples(  # against the position: part or all of it, or more (a flip)
+            st.just("reduce"),
+            st.sampled_from(["limit", "market"]),
+            st.sampled_from([25, 50, 100, 150]),
+            st.integers(-6, 6),
+            st.booleans(),
+        ),
     ),
     max_size=40,
 )
+START = {"USDT": D(3000), "BTC": D("0.05"), "ETH": D(1)}  # small: overdrafts are reachable
 
 
 async def trade_randomly(steps: list[tuple[Any, ...]], seed: int) -> SimExchange:
-    ex = SimExchange(seed=seed, balances={"USDT": 20_000, "BTC": 0.5, "ETH": 5}, leverage=3)
+    ex = SimExchange(seed=seed, balances=dict(START), leverage=3)
     for step in steps:
         try:
             if step[0] == "order":
-                _, symbol, type_, side, size, offset, tif = step
+                _, symbol, type_, side, size, offset, tif, flag = step
                 ticker = await ex.fetch_ticker(symbol)
                 price = ticker["bid"] * (1 + offset / 1000)
-                amount = size / 10_000 if symbol.startswith("BTC") else size / 1000
+                amount = (
+                    size / 2_000
+                    if ":" in symbol  # up to 0.15 BTC: needs leverage on 3000 USDT
+                    else (size / 10_000 if symbol.startswith("BTC") else size / 1000)
+                )
                 await ex.create_order(
                     symbol,
                     type_,
                     side,
                     amount,
                     price if type_ == "limit" else None,
-                    {"timeInForce": tif},
+                    {"timeInForce": tif, **({flag: True} if flag else {})},
                 )
             elif step[0] == "cancel":
                 open_orders = await ex.fetch_open_orders()
                 if open_orders:
                     await ex.cancel_order(open_orders[step[1] % len(open_orders)]["id"])
+            elif step[0] == "reduce":
+                _, type_, percent, offset, reduce_only = step
+                held = ex.venue.positions.get("BTC/USDT:USDT")
+                if held is not None and held.contracts:
+                    ticker = await ex.fetch_ticker("BTC/USDT:USDT")
+                    await ex.create_order(
+                        "BTC/USDT:USDT",
+                        type_,
+                        "sell" if held.contracts > 0 else "buy",
+                        float(abs(held.contracts)) * percent / 100,
+                        ticker["bid"] * (1 + offset / 1000) if type_ == "limit" else None,
+                        {"reduceOnly": reduce_only},
+                    )
             elif step[0] == "wait":
                 await ex.clock.sleep(step[1])
             else:
                 await ex.set_leverage(step[1], "BTC/USDT:USDT")
         except (ccxt.InsufficientFunds, ccxt.InvalidOrder, ccxt.OrderNotFound):
             pass
+        venue = ex.venue  # never overdrawn, not even between two calls
+        assert all(v >= 0 for v in venue.free.values()), (step, venue.free)
+        assert all(v >= 0 for v in venue.used.values()), (step, venue.used)
     await ex.cancel_all_orders()
     return ex
 
 
-@settings(max_examples=150)
+def realized(fills: list[Any]) -> tuple[dict[str, Decimal], list[Decimal]]:
+    """Contracts held and each fill's realized profit, worked out from the fills alone: a
+    position's entry is the average price of what opened it (to 10 decimals, half-even), a
+    reduction realizes (price - entry) per contract, long, or (entry - price), short."""
+    held: dict[str, Decimal] = {}
+    entry: dict[str, Decimal] = {}
+    profits = []
+    for fill in fills:
+        signed = fill.amount if fill.side == "buy" else -fill.amount
+        h, e = held.get(fill.symbol, D(0)), entry.get(fill.symbol, D(0))
+        profit = D(0)
+        if h and (h > 0) != (signed > 0):
+            closing = min(abs(signed), abs(h))
+            profit = closing * (fill.price - e) * (1 if h > 0 else -1)
+            h += closing if h < 0 else -closing
+            signed += closing if signed < 0 else -closing
+            if h == 0:
+                e = D(0)
+        if signed:
+            e = ((abs(h) * e + abs(signed) * fill.price) / (abs(h) + abs(signed))).quantize(
+                D("1e-10")
+            )
+            h += signed
+        held[fill.symbol], entry[fill.symbol] = h, e
+        profits.append(profit)
+    return held, profits
+
+
+@settings(max_examples=500)
 @given(steps=operations, seed=st.integers(0, 100))
 def test_balances_and_positions_match_the_fills_no_money_made_or_lost(
     steps: list[tuple[Any, ...]], seed: int
 ) -> None:
     ex = run(trade_randomly(steps, seed))
     truth = ex.truth()
-    expected = {"USDT": D(20_000), "BTC": D("0.5"), "ETH": D(5)}
-    contracts: dict[str, Decimal] = {}
+    expected = dict(START)
+    perpetual = [f for f in truth.fills if ":" in f.symbol]
+    contracts, profits = realized(perpetual)
+    assert [f.realized_pnl for f in perpetual] == profits
     for fill in truth.fills:
         base, quote = fill.symbol.split(":")[0].split("/")
         sign = 1 if fill.side == "buy" else -1
         if ":" in fill.symbol:  # a linear perpetual: profit and fees in USDT, contracts held
+            rate = D("0.0005") if fill.taker_or_maker == "taker" else D("0.0002")
+            assert fill.fee == (fill.cost * rate).quantize(D("1e-8"))
             expected[quote] += fill.realized_pnl - fill.fee
-            contracts[fill.symbol] = contracts.get(fill.symbol, D(0)) + sign * fill.amount
         else:
             expected[base] += sign * fill.amount
             expected[quote] -= sign * fill.cost
@@ -536,7 +601,9 @@ def test_a_liquidation_closes_the_position_and_conserves_money() -> None:
     assert liquidation.liquidation and liquidation.side == "sell"
     expected = D(1000) + sum((f.realized_pnl - f.fee for f in truth.fills), D(0))
     assert truth.balances["USDT"]["total"] == expected
-    assert truth.balances["USDT"]["used"] == 0 and expected < 1000
+    assert truth.balances["USDT"]["used"] == 0
+    margin, fees = truth.fills[0].cost / 10, sum((f.fee for f in truth.fills), D(0))
+    assert 0 < D(1000) - expected < margin + fees  # the loss: most of the margin, never more
 
 
 def test_positions_stream_and_the_real_clock() -> None:
@@ -557,3 +624,202 @@ def test_positions_stream_and_the_real_clock() -> None:
     import time
 
     assert abs(stamp - time.time() * 1000) < 60_000  # a real clock tells the real time
+
+
+# -- margin, reduce-only and leverage: what can never overdraw the account ---------------------
+
+PERP = "BTC/USDT:USDT"
+
+
+def assert_sound(ex: SimExchange) -> None:
+    for currency, balance in ex.truth().balances.items():
+        assert balance["free"] >= 0 and balance["used"] >= 0, (currency, balance)
+
+
+def test_reduce_only_orders_never_add_up_to_more_than_the_position() -> None:
+    async def check() -> SimExchange:
+        ex = SimExchange(seed=5, balances={"USDT": 120}, leverage=1, partial_fills=False)
+        await ex.create_order(PERP, "market", "buy", 0.001)
+        ask = (await ex.fetch_ticker(PERP))["ask"]
+        first = await ex.create_order(
+            PERP, "limit", "sell", 0.001, ask * 1.001, {"reduceOnly": True}
+        )
+        with pytest.raises(ccxt.InvalidOrder, match="reduce"):  # the first covers the position
+            await ex.create_order(PERP, "limit", "sell", 0.001, ask * 1.002, {"reduceOnly": True})
+        await ex.create_order(PERP, "market", "sell", 0.001)  # closed by a plain order
+        assert (await ex.fetch_order(first["id"]))["status"] == "canceled"
+        await ex.clock.sleep(3600)  # the price may pass the canceled order's limit: no fill
+        return ex
+
+    ex = run(check())
+    assert not ex.truth().positions and not ex.truth().open_orders
+    assert_sound(ex)
+
+
+def test_a_leverage_change_applies_to_later_orders_only() -> None:
+    async def check() -> tuple[SimExchange, Decimal]:
+        ex = SimExchange(seed=6, balances={"USDT": 1000}, leverage=10, partial_fills=False)
+        bid = (await ex.fetch_ticker(PERP))["bid"]
+        resting = await ex.create_order(PERP, "limit", "buy", 0.1, bid * 0.9995)
+        await ex.set_leverage(1, PERP)
+        for _ in range(600):
+            if (await ex.fetch_order(resting["id"]))["status"] == "closed":
+                break
+            await ex.clock.sleep(10)
+        assert (await ex.fetch_order(resting["id"]))["status"] == "closed"
+        return ex, D(repr(resting["price"]))
+
+    ex, price = run(check())
+    position = ex.truth().positions[PERP]
+    assert position["margin"] == D("0.1") * price / 10  # the order's own leverage
+    assert_sound(ex)
+
+
+def test_liquidation_is_where_the_positions_own_margin_runs_out() -> None:
+    fall = [[0, 100, 100, 100, 100, 1]] * 3 + [
+        [0, 100, 100, 100, 100 - i / 10, 1] for i in range(80)
+    ]
+
+    async def crash() -> tuple[SimExchange, list[Any]]:
+        prices = OHLCVPath({PERP: fall})
+        ex = SimExchange(prices=prices, balances={"USDT": 1000}, leverage=50, partial_fills=False)
+        await ex.create_order(PERP, "market", "buy", 400)  # margin 800 at 50x
+        await ex.set_leverage(1, PERP)
+        await ex.create_order(PERP, "market", "buy", 0.001)  # adds 0.1 margin at 1x
+        marks = []
+        for _ in range(90):
+            await ex.clock.sleep(1)
+            marks.append((await ex.fetch_ticker(PERP))["last"])
+        return ex, marks
+
+    ex, marks = run(crash())
+    truth = ex.truth()
+    opening = [f for f in truth.fills if not f.liquidation]
+    contracts = sum((f.amount for f in opening), D(0))
+    entry = sum((f.cost for f in opening), D(0)) / contracts
+    margin = opening[0].cost / 50 + opening[1].cost / 1
+    expected = entry * D("1.005") - margin / contracts  # equity down to the maintenance margin
+    (liquidation,) = [f for f in truth.fills if f.liquidation]
+    assert abs(liquidation.price - expected) <= D("0.1")  # to the price tick
+    first_below = next(i for i, mark in enumerate(marks) if D(repr(mark)) <= expected)
+    assert liquidation.timestamp == truth.fills[0].timestamp + (first_below + 1) * 1000
+    assert not truth.positions
+    lost = D(1000) - truth.balances["USDT"]["total"]
+    fees = sum((f.fee for f in truth.fills), D(0))
+    kept = D("0.005") * entry * contracts + (liquidation.price - expected) * contracts
+    # the margin, less the maintenance margin kept (to the division's last digit)
+    assert abs(lost - (margin - kept + fees)) < D("1e-20")
+    assert_sound(ex)
+
+
+# -- the market does not react to being watched; streams lose nothing they should keep ---------
+
+
+def test_a_price_depends_on_seed_and_time_only_not_on_what_was_asked() -> None:
+    async def btc_at(minutes: int, meddle: bool) -> tuple[float, float]:
+        ex = SimExchange(seed=11, tick_seconds=1)
+        if meddle:  # a resting order, candles, another market's ticker: none moves BTC
+            bid = (await ex.fetch_ticker("BTC/USDT"))["bid"]
+            await ex.create_order("BTC/USDT", "limit", "buy", 0.001, bid * 0.5)
+            await ex.fetch_ohlcv("ETH/USDT")
+        await ex.clock.sleep(minutes * 60)
+        if meddle:
+            await ex.fetch_ohlcv("BTC/USDT", "1m")
+        btc = (await ex.fetch_ticker("BTC/USDT"))["last"]
+        eth = (await ex.fetch_ticker("ETH/USDT"))["last"]
+        return btc, eth
+
+    for minutes in (1, 17, 45):
+        assert run(btc_at(minutes, False)) == run(btc_at(minutes, True))
+
+
+def test_positions_of_one_symbol_stay_queued_for_their_own_watcher() -> None:
+    from adapters.sim import DEFAULT_MARKETS, linear_perpetual
+
+    eth = "ETH/USDT:USDT"
+    markets = {**DEFAULT_MARKETS, eth: linear_perpetual(eth)}
+
+    async def check() -> tuple[list[str], list[str]]:
+        ex = SimExchange(seed=1, markets=markets, leverage=2, watch_timeout=5)
+        await ex.create_order(PERP, "market", "buy", 0.01)
+        await ex.create_order(eth, "market", "sell", 0.1)
+        btc_updates = await ex.watch_positions([PERP])
+        eth_updates = await ex.watch_positions([eth])
+        return [u["symbol"] for u in btc_updates], [u["symbol"] for u in eth_updates]
+
+    assert run(check()) == ([PERP], [eth])
+
+
+def test_a_balance_watcher_gets_the_newest_balance_even_when_updates_are_reordered() -> None:
+    async def check() -> None:
+        ex = SimExchange(seed=3, faults=Faults(reorder=1.0, duplicate=0.5))
+        for _ in range(10):
+            await ex.create_order("BTC/USDT", "market", "buy", 0.001)
+            await ex.create_order("BTC/USDT", "market", "buy", 0.002)
+            seen = await ex.watch_balance()
+            truth = ex.truth().balances["BTC"]["total"]
+            assert D(repr(seen["BTC"]["total"])) == truth
+
+    run(check())
+
+
+def test_what_is_left_of_a_marketable_order_keeps_taking_at_the_touch() -> None:
+    async def check() -> list[Any]:
+        ex = SimExchange(seed=4, tick_seconds=1)
+        ask = (await ex.fetch_ticker("BTC/USDT"))["ask"]
+        order = await ex.create_order("BTC/USDT", "limit", "buy", 0.5, ask * 1.01)
+        fills: list[tuple[float, str, float]] = []
+        for _ in range(100):
+            batch = await ex.watch_my_trades("BTC/USDT")
+            ticker = await ex.fetch_ticker("BTC/USDT")
+            fills.extend((t["price"], t["takerOrMaker"], ticker["ask"]) for t in batch)
+            if (await ex.fetch_order(order["id"]))["status"] == "closed":
+                break
+        return fills
+
+    fills = run(check())
+    assert len(fills) > 1  # partly filled when placed, the rest later
+    for price, role, ask in fills:
+        assert role == "taker" and price == ask  # at the ask of its tick, not its limit
+
+
+def test_candles_open_on_the_timeframe_and_close_at_the_ticker_price() -> None:
+    async def check() -> tuple[list[list[float]], float, list[list[float]], list[list[float]]]:
+        clock = VirtualClock(start_ms=1_735_689_630_000)  # 30 s into a minute
+        ex = SimExchange(seed=2, clock=clock, tick_seconds=7)
+        await clock.sleep(600)
+        candles = await ex.fetch_ohlcv("BTC/USDT", "1m")
+        last = (await ex.fetch_ticker("BTC/USDT"))["last"]
+        two = await ex.fetch_ohlcv("BTC/USDT", "1m", limit=2)
+        since = await ex.fetch_ohlcv("BTC/USDT", "1m", since=int(candles[3][0]) - 1, limit=3)
+        return candles, last, two, since
+
+    candles, last, two, since = run(check())
+    assert all(c[0] % 60_000 == 0 for c in candles)
+    assert [b[0] - a[0] for a, b in itertools.pairwise(candles)] == [60_000] * 10
+    assert candles[-1][4] == last
+    assert all(c[3] <= min(c[1], c[4]) and c[2] >= max(c[1], c[4]) for c in candles)
+    for c in candles:  # every price on the market's 0.01 tick
+        assert all(D(repr(v)) % D("0.01") == 0 for v in c[1:5])
+    assert two == candles[-2:] and since == candles[3:6]
+
+
+def test_an_order_the_account_can_no_longer_pay_for_is_canceled_not_filled() -> None:
+    async def check() -> tuple[SimExchange, dict[str, Any]]:
+        ex = SimExchange(seed=8, balances={"USDT": 100}, leverage=1, partial_fills=False)
+        await ex.create_order(PERP, "market", "buy", 0.001)
+        ask = (await ex.fetch_ticker(PERP))["ask"]
+        # It would close the long, so it needs no margin when placed...
+        resting = await ex.create_order(PERP, "limit", "sell", 0.001, ask * 1.0005)
+        await ex.create_order(PERP, "market", "sell", 0.001)  # ...but the long closes now
+        await ex.create_order("BTC/USDT", "market", "buy", 0.0009)  # and the cash is spent
+        for _ in range(3600):
+            if (await ex.fetch_order(resting["id"]))["status"] != "open":
+                break
+            await ex.clock.sleep(1)
+        return ex, await ex.fetch_order(resting["id"])
+
+    ex, order = run(check())
+    assert order["status"] == "canceled" and order["filled"] == 0  # no short it can't margin
+    assert not ex.truth().positions
+    assert_sound(ex)

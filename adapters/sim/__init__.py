@@ -7,7 +7,14 @@ virtual clock by default, so tests, benchmarks and the demo need no network and 
 
 from adapters.sim.clock import RealClock, SimClock, VirtualClock
 from adapters.sim.exchange import Faults, SimExchange, Truth
-from adapters.sim.markets import DEFAULT_MARKETS, OHLCVPath, PricePath, RandomWalk
+from adapters.sim.markets import (
+    DEFAULT_MARKETS,
+    OHLCVPath,
+    PricePath,
+    RandomWalk,
+    linear_perpetual,
+    spot,
+)
 
 __all__ = [
     "DEFAULT_MARKETS",
@@ -20,4 +27,6 @@ __all__ = [
     "SimExchange",
     "Truth",
     "VirtualClock",
+    "linear_perpetual",
+    "spot",
 ]

@@ -13,10 +13,11 @@ one with no streams, so watchers must poll), ``latency`` per call, and ``faults`
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import random
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -89,6 +90,10 @@ class SimExchange:
     """A deterministic simulated exchange speaking ccxt's unified async API."""
 
     id = "sim"
+    CACHE_LIMIT = 1000
+    """Updates a stream keeps for its watcher (ccxt's default ordersLimit and tradesLimit)."""
+    OHLCV_LIMIT = 500
+    """Candles fetch_ohlcv returns without a limit."""
 
     def __init__(
         self,
@@ -109,7 +114,7 @@ class SimExchange:
         watch_timeout: float = 300.0,
     ) -> None:
         self.clock = clock or VirtualClock()
-        self.markets = {s: dict(m) for s, m in (markets or DEFAULT_MARKETS).items()}
+        self.markets = copy.deepcopy(dict(markets or DEFAULT_MARKETS))
         self.symbols = sorted(self.markets)
         start = {"USDT": 100_000, "BTC": 1, "ETH": 10} if balances is None else balances
         self.venue = Venue(
@@ -157,11 +162,11 @@ class SimExchange:
             self.has.update({name: False for name in _STREAMS}, ws=False)
         self.has.update(has or {})
         self.timeframes = {"1m": "1m", "5m": "5m", "1h": "1h"}
+        # Bounded like ccxt's own caches (ordersLimit, tradesLimit): a stream nobody watches
+        # keeps its newest updates only.
         self._queues: dict[str, deque[dict[str, Any]]] = {
-            "orders": deque(),
-            "trades": deque(),
-            "balance": deque(),
-            "positions": deque(),
+            name: deque(maxlen=self.CACHE_LIMIT)
+            for name in ("orders", "trades", "balance", "positions")
         }
         self._last: dict[tuple[Any, ...], Any] = {}
         self._closed = False
@@ -212,26 +217,34 @@ class SimExchange:
                 seen.add(order.id)
                 self._queues["orders"].append(self._order(order))
         self._queues["trades"].extend(self._trade(fill) for fill in fills)
-        if balance:
+        if balance:  # a balance update is the whole balance: only the newest matters
+            self._queues["balance"].clear()
             self._queues["balance"].append(self._balance())
         for symbol in sorted(positions):
             self._queues["positions"].append(self._position(symbol))
 
-    def _maybe_drop(self, name: str, queue: str | None) -> None:
+    def _maybe_drop(
+        self, name: str, queue: str | None, symbols: Collection[str] | None = None
+    ) -> None:
         chance = self.faults.drop_stream
         if chance and self._faults.random() < chance:
-            if queue is not None:
-                self._queues[queue].clear()  # what it would have delivered is gone for good
+            if queue is not None:  # what this subscription would have delivered is gone
+                pending = self._queues[queue]
+                kept = [u for u in pending if symbols is not None and u["symbol"] not in symbols]
+                pending.clear()
+                pending.extend(kept)
             raise ccxt.NetworkError(f"sim: {name} connection closed")
 
-    async def _watch(self, name: str, queue: str, symbol: str | None) -> list[dict[str, Any]]:
-        """Updates queued since the last watch (of ``symbol``); waits a tick at a time."""
+    async def _watch(
+        self, name: str, queue: str, symbols: Collection[str] | None
+    ) -> list[dict[str, Any]]:
+        """Updates queued since the last watch (of ``symbols``); waits a tick at a time."""
         waited = 0.0
         while True:
             await self._call(name)
-            self._maybe_drop(name, queue)
+            self._maybe_drop(name, queue, symbols)
             pending = self._queues[queue]
-            batch = [u for u in pending if symbol is None or u.get("symbol") == symbol]
+            batch = [u for u in pending if symbols is None or u.get("symbol") in symbols]
             if batch:
                 for update in batch:
                     pending.remove(update)
@@ -387,9 +400,7 @@ class SimExchange:
         entry = position.entry_price if position and position.contracts else None
         signed = position.contracts if position else Decimal(0)
         unrealized = (mark - entry) * signed if entry is not None else Decimal(0)
-        leverage = (
-            position.leverage if position else venue.leverage.get(symbol, venue.default_leverage)
-        )
+        leverage = venue.leverage.get(symbol, venue.default_leverage)  # the setting, as venues say
         margin = position.margin if position else Decimal(0)
         notional = contracts * mark
         liquidation = venue.liquidation_price(position) if position else None
@@ -419,12 +430,15 @@ class SimExchange:
             "entryPrice": _f(entry),
             "markPrice": float(mark),
             "liquidationPrice": _f(liquidation),
-            "marginMode": "cross",
+            "marginMode": "isolated",
             "hedged": False,
             "maintenanceMargin": float(notional * Decimal("0.005")),
             "maintenanceMarginPercentage": 0.005,
             "initialMargin": float(margin),
-            "initialMarginPercentage": float(1 / leverage),
+            # what was posted (orders placed at other leverages post other shares)
+            "initialMarginPercentage": float(margin / (contracts * entry))
+            if entry
+            else float(1 / leverage),
             "marginRatio": None,
             "positionMargin": None,
             "percentage": float(unrealized / margin * 100) if margin else None,
@@ -483,6 +497,8 @@ class SimExchange:
         reload: bool = False,
         params: Mapping[str, Any] | None = None,
     ) -> dict[str, dict[str, Any]]:
+        if self._closed:
+            raise ccxt.ExchangeClosedByUser("sim: the exchange was closed")
         return self.markets
 
     async def create_order(
@@ -630,13 +646,25 @@ class SimExchange:
         if seconds is None:
             raise ccxt.BadRequest(f"sim: timeframe {timeframe!r} is not supported")
         venue = self.venue
-        per = max(1, round(seconds * 1000 / venue.tick_ms))
+        span = seconds * 1000
+        last = (venue.now // span) * span  # candles open on the timeframe's boundaries
+        count = limit or self.OHLCV_LIMIT
+        if count < 1:
+            raise ccxt.BadRequest(f"sim: fetch_ohlcv limit {limit} must be >= 1")
+        earliest = venue.start_ms // span * span
+        if since is None:  # the newest candles
+            first = max(earliest, last - (count - 1) * span)
+        else:  # the oldest candles from since on
+            first = max(earliest, -(-since // span) * span)
+            last = min(last, first + (count - 1) * span)
         candles = []
-        for first in range(0, venue.tick + 1, per):
-            ticks = range(first, min(first + per, venue.tick + 1))
-            prices = [venue.prices.price(symbol, t) for t in ticks]
-            opened = venue.start_ms + first * venue.tick_ms
-            if since is not None and opened < since:
+        for opened in range(first, last + 1, span):
+            ticks = range(
+                max(0, -(-(opened - venue.start_ms) // venue.tick_ms)),
+                min(venue.tick, (opened + span - 1 - venue.start_ms) // venue.tick_ms) + 1,
+            )
+            prices = [venue.price_at(symbol, t) for t in ticks]
+            if not prices:
                 continue
             candles.append(
                 [
@@ -648,7 +676,7 @@ class SimExchange:
                     0.0,
                 ]
             )
-        return candles[-limit:] if limit else candles
+        return candles[-count:]
 
     async def set_leverage(
         self, leverage: float, symbol: str | None = None, params: Mapping[str, Any] | None = None
@@ -666,7 +694,7 @@ class SimExchange:
         limit: int | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        return await self._watch("watchOrders", "orders", symbol)
+        return await self._watch("watchOrders", "orders", None if symbol is None else (symbol,))
 
     async def watch_my_trades(
         self,
@@ -675,11 +703,11 @@ class SimExchange:
         limit: int | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        return await self._watch("watchMyTrades", "trades", symbol)
+        return await self._watch("watchMyTrades", "trades", None if symbol is None else (symbol,))
 
     async def watch_balance(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         updates = await self._watch("watchBalance", "balance", None)
-        return updates[-1]
+        return updates[0]  # one snapshot is queued at most (duplicates are the same one)
 
     async def watch_positions(
         self,
@@ -688,11 +716,9 @@ class SimExchange:
         limit: int | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        while True:
-            updates = await self._watch("watchPositions", "positions", None)
-            chosen = [u for u in updates if symbols is None or u["symbol"] in symbols]
-            if chosen:
-                return chosen
+        return await self._watch(
+            "watchPositions", "positions", None if symbols is None else frozenset(symbols)
+        )
 
     async def watch_ticker(
         self,

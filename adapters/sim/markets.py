@@ -110,6 +110,7 @@ class RandomWalk(PricePath):
     """A seeded geometric random walk per market (the perpetual follows its spot base)."""
 
     START: ClassVar[dict[str, float]] = {"BTC": 94_000.0, "ETH": 3_300.0, "SOL": 190.0}
+    BLOCK: ClassVar[int] = 1024
 
     def __init__(
         self, seed: int, volatility: float = 0.0008, start: Mapping[str, float] | None = None
@@ -124,9 +125,12 @@ class RandomWalk(PricePath):
         path = self._paths.get(base)
         if path is None:
             path = self._paths[base] = [self._start.get(base, 100.0)]
-        if len(path) <= tick:
-            rng = random.Random(f"{self._seed}:{base}:{len(path)}")
-            while len(path) <= tick:
+        while len(path) <= tick:
+            # Whole blocks, each from its own seed: the price at a tick depends on (seed, base,
+            # tick) only, never on which ticks were asked for before (orders, candles, tickers).
+            block = (len(path) - 1) // self.BLOCK
+            rng = random.Random(f"{self._seed}:{base}:{block}")
+            for _ in range(self.BLOCK):
                 path.append(path[-1] * math.exp(rng.gauss(0.0, self._volatility)))
         return Decimal(repr(path[tick]))
 

@@ -5,9 +5,13 @@ orders fill against each tick; every amount is an exact ``Decimal``, rounded to 
 precision; fees are charged in the currency received (spot: the base on a buy, the quote on a
 sell) or in the settlement currency (perpetuals), so no balance can go negative.
 
-Perpetuals are linear, one-way (a net position per market), margin = notional / leverage,
-realized profit and fees in the settlement currency, liquidation at
-``entry * (1 -+ 1/leverage +- maintenance)``.
+Perpetuals are linear, one-way (a net position per market), isolated: margin = notional /
+leverage at the leverage the order was placed with (changing the leverage changes later orders
+only), realized profit and fees in the settlement currency, liquidation where the position's
+own margin is gone down to the maintenance margin, ``entry * (1 +- maintenance) -+ margin /
+contracts``. A fill the account could no longer pay for (margin and fee) cancels the order
+instead, and reduce-only orders never add up to more than the position: those that would are
+refused when placed and canceled when the position shrinks under them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import decimal
 import random
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import ccxt
@@ -64,6 +68,10 @@ class SimOrder:
     trades: list[SimFill] = attrs.Factory(list)
     last_trade_timestamp: int | None = None
     last_update_timestamp: int | None = None
+    leverage: Decimal = Decimal(1)
+    """The leverage its margin was locked at (perpetuals)."""
+    took: bool = False
+    """It crossed the book when placed: what is left of it keeps taking at the touch."""
 
     @property
     def remaining(self) -> Decimal:
@@ -87,6 +95,18 @@ class SimFill:
     liquidation: bool = False
 
 
+class _Trade(NamedTuple):
+    """A perpetual fill's effect on its position: the part that closes (the margin it frees,
+    its realized profit), the part that opens (the margin it takes), at ``price``."""
+
+    closing: Decimal
+    released: Decimal
+    pnl: Decimal
+    opening: Decimal
+    margin: Decimal
+    price: Decimal
+
+
 @attrs.define
 class SimPosition:
     symbol: str
@@ -94,7 +114,7 @@ class SimPosition:
     """Signed: > 0 long, < 0 short."""
     entry_price: Decimal = ZERO
     margin: Decimal = ZERO
-    leverage: Decimal = Decimal(1)
+    """Posted by the orders that opened it, each at its own leverage."""
 
 
 class Venue:
@@ -142,7 +162,11 @@ class Venue:
         return (value / step).to_integral_value(ROUND_HALF_EVEN) * step
 
     def mid(self, symbol: str) -> Decimal:
-        return self._round(symbol, self.prices.price(symbol, self.tick), "price")
+        return self.price_at(symbol, self.tick)
+
+    def price_at(self, symbol: str, tick: int) -> Decimal:
+        """The market's price at ``tick``, to its price precision."""
+        return self._round(symbol, self.prices.price(symbol, tick), "price")
 
     def bid_ask(self, symbol: str) -> tuple[Decimal, Decimal]:
         mid = self.mid(symbol)
@@ -158,9 +182,9 @@ class Venue:
         while self.tick < target:
             self.tick += 1
             self.now = self.start_ms + self.tick * self.tick_ms
+            self._liquidate()  # first: no order fills against a position already lost
             for order in [o for o in self.orders.values() if o.status == "open"]:
                 self._match(order, taker=False)
-            self._liquidate()
         self.now = max(self.now, now_ms)
 
     # -- orders -----------------------------------------------------------------------------
@@ -227,11 +251,13 @@ class Venue:
                 f"sim: post-only order at {limit} would fill now (bid {bid}, ask {ask})"
             )
         if reduce_only:
-            position = self.positions.get(symbol)
-            held = position.contracts if position else ZERO
-            reducing = (held > 0 and side == "sell") or (held < 0 and side == "buy")
-            if not reducing or amount_d > abs(held):
-                raise ccxt.InvalidOrder("sim: reduceOnly order would not reduce the position")
+            room = self._reducible(symbol, side)
+            if amount_d > room:
+                raise ccxt.InvalidOrder(
+                    f"sim: reduceOnly order of {amount_d} would not reduce the position"
+                    f" (at most {room} more can be reduced)"
+                )
+        order.took = marketable
         self._lock(order, ask if side == "buy" else bid)
         self.orders[order.id] = order
         if client_id is not None:
@@ -246,15 +272,61 @@ class Venue:
         self._changed(order)
         return order
 
+    def _reducible(self, symbol: str, side: str) -> Decimal:
+        """How much more a reduce-only order on ``side`` may reduce: the position, less what
+        the resting reduce-only orders on that side already will."""
+        held = self._held(symbol)
+        if not ((held > 0 and side == "sell") or (held < 0 and side == "buy")):
+            return ZERO
+        resting = sum(
+            (
+                o.remaining
+                for o in self.orders.values()
+                if o.status == "open" and o.reduce_only and o.symbol == symbol and o.side == side
+            ),
+            ZERO,
+        )
+        return max(ZERO, abs(held) - resting)
+
+    def _held(self, symbol: str) -> Decimal:
+        position = self.positions.get(symbol)
+        return position.contracts if position else ZERO
+
+    def _trim_reduce_only(self, symbol: str) -> None:
+        """Cancel the resting reduce-only orders the position no longer covers (oldest kept)."""
+        held = self._held(symbol)
+        room = abs(held)
+        for order in list(self.orders.values()):
+            if order.status != "open" or not order.reduce_only or order.symbol != symbol:
+                continue
+            reducing = (held > 0 and order.side == "sell") or (held < 0 and order.side == "buy")
+            if reducing and order.remaining <= room:
+                room -= order.remaining
+            else:
+                self._close(order, "canceled")
+                self._changed(order)
+
     def _lock(self, order: SimOrder, price: Decimal) -> None:
         market = self.markets[order.symbol]
         if market["contract"]:
             if order.reduce_only:
                 return
             leverage = self.leverage.get(order.symbol, self.default_leverage)
-            notional = _C.multiply(order.amount, order.price or price)
-            need = _q(_C.divide(notional, leverage)) + _q(
-                _C.multiply(notional, Decimal(repr(market["taker"])))
+            order.leverage = leverage
+            # A buy fills at its limit or lower; a sell at the touch or higher, so its margin
+            # is locked at the higher of its limit and the bid.
+            reference = (
+                price
+                if order.price is None
+                else (max(order.price, price) if order.side == "sell" else order.price)
+            )
+            # Margin for what would open a position (what closes the one held needs none); the
+            # fee for all of it. The fill checks again: the position may change meanwhile.
+            held = self._held(order.symbol)
+            closes = held < 0 if order.side == "buy" else held > 0
+            opening = max(ZERO, order.amount - abs(held)) if closes else order.amount
+            need = _q(_C.divide(_C.multiply(opening, reference), leverage)) + _q(
+                _C.multiply(_C.multiply(order.amount, reference), Decimal(repr(market["taker"])))
             )
             self._take(market["settle"], need)
         elif order.side == "buy":
@@ -309,8 +381,11 @@ class Venue:
     # -- matching ---------------------------------------------------------------------------
 
     def _match(self, order: SimOrder, *, taker: bool, whole: bool = False) -> None:
+        if order.status != "open":
+            return
         bid, ask = self.bid_ask(order.symbol)
         price = ask if order.side == "buy" else bid
+        taker = taker or order.took
         if order.price is not None:
             crosses = price <= order.price if order.side == "buy" else price >= order.price
             if not crosses:
@@ -325,12 +400,25 @@ class Venue:
                 repr(self.markets[order.symbol]["limits"]["amount"]["min"])
             ):
                 quantity = order.remaining
-        self._fill(order, quantity, price, "taker" if taker else "maker")
+        if order.reduce_only:
+            room = abs(self._held(order.symbol))
+            if room == 0 or order.remaining > room:  # the position shrank under it
+                self._close(order, "canceled")
+                self._changed(order)
+                return
+        if not self._fill(order, quantity, price, "taker" if taker else "maker"):
+            self._close(order, "canceled")  # the account can no longer pay for it
+            self._changed(order)
+            return
         if order.remaining == 0:
             self._close(order, "closed")
         self._changed(order)
 
-    def _fill(self, order: SimOrder, quantity: Decimal, price: Decimal, role: str) -> None:
+    def _fill(
+        self, order: SimOrder, quantity: Decimal, price: Decimal, role: str, *, forced: bool = False
+    ) -> bool:
+        """Fill ``quantity`` of ``order`` at ``price``; False (and nothing done) when it is a
+        perpetual fill the account cannot pay for, unless ``forced``: a liquidation."""
         market = self.markets[order.symbol]
         rate = Decimal(repr(market[role]))
         cost = _C.multiply(quantity, price)
@@ -341,16 +429,20 @@ class Venue:
             if quantity == before
             else _q(_C.divide(_C.multiply(order.locked, quantity), before))
         )
-        order.locked -= unlock
-        self._fill_seq += 1
         pnl = ZERO
         if market["contract"]:
             settle = market["settle"]
             fee_currency, fee = settle, self._round_fee(cost * rate)
+            plan = self._plan(order, quantity, price)
+            after = self.free.get(settle, ZERO) + unlock + plan.released + plan.pnl
+            if not forced and after - plan.margin - fee < 0:
+                return False
+            order.locked -= unlock
             self._release(settle, unlock)
-            pnl = self._trade_position(order, quantity, price)
+            pnl = self._trade_position(order, plan)
             self.free[settle] -= fee
         else:
+            order.locked -= unlock
             base, quote = market["base"], market["quote"]
             if order.side == "buy":  # quote locked -> spent; base received, less the fee
                 fee_currency, fee = base, self._round_fee(quantity * rate)
@@ -363,6 +455,7 @@ class Venue:
                 self.used[base] -= unlock
                 self.free[quote] = self.free.get(quote, ZERO) + cost - fee
                 self.used.setdefault(quote, ZERO)
+        self._fill_seq += 1
         fill = SimFill(
             id=str(5_000_000 + self._fill_seq),
             order_id=order.id,
@@ -376,6 +469,7 @@ class Venue:
             taker_or_maker=role,
             timestamp=self.now,
             realized_pnl=pnl,
+            liquidation=forced,
         )
         order.filled += quantity
         order.cost += cost
@@ -386,21 +480,20 @@ class Venue:
         self.fills.append(fill)
         self.new_fills.append(fill)
         self.balance_changed = True
+        if market["contract"]:
+            self._trim_reduce_only(order.symbol)
+        return True
 
     @staticmethod
     def _round_fee(fee: Decimal) -> Decimal:
         return fee.quantize(Decimal("0.00000001"), ROUND_HALF_EVEN)
 
-    def _trade_position(self, order: SimOrder, quantity: Decimal, price: Decimal) -> Decimal:
-        """Apply a perpetual fill to the position: margin from free to used when it opens or
-        adds, back (with the realized profit) when it reduces. Returns the realized profit."""
-        settle = self.markets[order.symbol]["settle"]
-        position = self.positions.setdefault(order.symbol, SimPosition(order.symbol))
-        leverage = self.leverage.get(order.symbol, self.default_leverage)
+    def _plan(self, order: SimOrder, quantity: Decimal, price: Decimal) -> _Trade:
+        """What a perpetual fill does to the position, before it is done."""
+        position = self.positions.get(order.symbol) or SimPosition(order.symbol)
         signed = quantity if order.side == "buy" else -quantity
         held = position.contracts
-        pnl = ZERO
-        opening = quantity
+        closing = released = pnl = ZERO
         if held and (held > 0) != (signed > 0):  # reducing, maybe flipping
             closing = min(quantity, abs(held))
             pnl = _C.multiply(closing, price - position.entry_price) * (1 if held > 0 else -1)
@@ -409,40 +502,52 @@ class Venue:
                 if closing == abs(held)
                 else _q(_C.divide(_C.multiply(position.margin, closing), abs(held)))
             )
-            position.margin -= released
-            self.used[settle] -= released
-            self.free[settle] += released + pnl
-            held = held - closing if held > 0 else held + closing
-            opening = quantity - closing
+        opening = quantity - closing
+        margin = _q(_C.divide(_C.multiply(opening, price), order.leverage)) if opening else ZERO
+        return _Trade(closing, released, pnl, opening, margin, price)
+
+    def _trade_position(self, order: SimOrder, trade: _Trade) -> Decimal:
+        """Apply a perpetual fill to the position: margin from free to used when it opens or
+        adds, back (with the realized profit) when it reduces. Returns the realized profit."""
+        settle = self.markets[order.symbol]["settle"]
+        position = self.positions.setdefault(order.symbol, SimPosition(order.symbol))
+        held = position.contracts
+        if trade.closing:
+            position.margin -= trade.released
+            self.used[settle] -= trade.released
+            self.free[settle] += trade.released + trade.pnl
+            held = held - trade.closing if held > 0 else held + trade.closing
             if held == 0:
                 position.entry_price = ZERO
-        if opening:
-            total = abs(held) + opening
+        if trade.opening:
+            total = abs(held) + trade.opening
             position.entry_price = _q(
                 _C.divide(
                     _C.add(
-                        _C.multiply(abs(held), position.entry_price), _C.multiply(opening, price)
+                        _C.multiply(abs(held), position.entry_price),
+                        _C.multiply(trade.opening, trade.price),
                     ),
                     total,
                 )
             )
-            margin = _q(_C.divide(_C.multiply(opening, price), leverage))
-            self.free[settle] -= margin
-            self.used[settle] += margin
-            position.margin += margin
-            held = held + opening if signed > 0 else held - opening
+            self.free[settle] -= trade.margin
+            self.used[settle] += trade.margin
+            position.margin += trade.margin
+            held = held + trade.opening if order.side == "buy" else held - trade.opening
         position.contracts = held
-        position.leverage = leverage
         self.positions_changed.add(order.symbol)
-        return pnl
+        return trade.pnl
 
     def liquidation_price(self, position: SimPosition) -> Decimal | None:
+        """Where the position's own margin, less the maintenance margin, is lost."""
         if position.contracts == 0:
             return None
-        inverse = 1 / position.leverage
+        contracts = abs(position.contracts)
+        cushion = _C.divide(position.margin, contracts)
+        entry = position.entry_price
         if position.contracts > 0:
-            return position.entry_price * (1 - inverse + MAINTENANCE)
-        return position.entry_price * (1 + inverse - MAINTENANCE)
+            return max(ZERO, _q(entry * (1 + MAINTENANCE) - cushion))
+        return _q(entry * (1 - MAINTENANCE) + cushion)
 
     def _liquidate(self) -> None:
         for symbol, position in self.positions.items():
@@ -470,9 +575,9 @@ class Venue:
                 timestamp=self.now,
             )
             self.orders[order.id] = order
-            self._fill(order, order.amount, self._round(symbol, price, "price"), "taker")
-            order.trades[-1] = attrs.evolve(order.trades[-1], liquidation=True)
-            self.fills[-1] = self.new_fills[-1] = order.trades[-1]
+            self._fill(
+                order, order.amount, self._round(symbol, price, "price"), "taker", forced=True
+            )
             self._close(order, "closed")
             self._changed(order)
 
