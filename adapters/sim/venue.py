@@ -95,6 +95,11 @@ class SimFill:
     liquidation: bool = False
 
 
+def _reduces(held: Decimal, side: str) -> bool:
+    """Whether an order on ``side`` reduces the signed position ``held``."""
+    return (held > 0 and side == "sell") or (held < 0 and side == "buy")
+
+
 class _Trade(NamedTuple):
     """A perpetual fill's effect on its position: the part that closes (the margin it frees,
     its realized profit), the part that opens (the margin it takes), at ``price``."""
@@ -227,9 +232,8 @@ class Venue:
         reduce_only = bool(params.get("reduceOnly"))
         if reduce_only and not market["contract"]:
             raise ccxt.InvalidOrder("sim: reduceOnly is for contracts only")
-        self._order_seq += 1
         order = SimOrder(
-            id=str(1_000_000 + self._order_seq),
+            id=self._next_order_id(),
             client_order_id=client_id,
             symbol=symbol,
             type=type,
@@ -276,7 +280,7 @@ class Venue:
         """How much more a reduce-only order on ``side`` may reduce: the position, less what
         the resting reduce-only orders on that side already will."""
         held = self._held(symbol)
-        if not ((held > 0 and side == "sell") or (held < 0 and side == "buy")):
+        if not _reduces(held, side):
             return ZERO
         resting = sum(
             (
@@ -287,6 +291,10 @@ class Venue:
             ZERO,
         )
         return max(ZERO, abs(held) - resting)
+
+    def _next_order_id(self) -> str:
+        self._order_seq += 1
+        return str(1_000_000 + self._order_seq)
 
     def _held(self, symbol: str) -> Decimal:
         position = self.positions.get(symbol)
@@ -299,8 +307,7 @@ class Venue:
         for order in list(self.orders.values()):
             if order.status != "open" or not order.reduce_only or order.symbol != symbol:
                 continue
-            reducing = (held > 0 and order.side == "sell") or (held < 0 and order.side == "buy")
-            if reducing and order.remaining <= room:
+            if _reduces(held, order.side) and order.remaining <= room:
                 room -= order.remaining
             else:
                 self._close(order, "canceled")
@@ -323,8 +330,9 @@ class Venue:
             # Margin for what would open a position (what closes the one held needs none); the
             # fee for all of it. The fill checks again: the position may change meanwhile.
             held = self._held(order.symbol)
-            closes = held < 0 if order.side == "buy" else held > 0
-            opening = max(ZERO, order.amount - abs(held)) if closes else order.amount
+            opening = (
+                max(ZERO, order.amount - abs(held)) if _reduces(held, order.side) else order.amount
+            )
             need = _q(_C.divide(_C.multiply(opening, reference), leverage)) + _q(
                 _C.multiply(_C.multiply(order.amount, reference), Decimal(repr(market["taker"])))
             )
@@ -491,10 +499,9 @@ class Venue:
     def _plan(self, order: SimOrder, quantity: Decimal, price: Decimal) -> _Trade:
         """What a perpetual fill does to the position, before it is done."""
         position = self.positions.get(order.symbol) or SimPosition(order.symbol)
-        signed = quantity if order.side == "buy" else -quantity
         held = position.contracts
         closing = released = pnl = ZERO
-        if held and (held > 0) != (signed > 0):  # reducing, maybe flipping
+        if _reduces(held, order.side):  # maybe flipping
             closing = min(quantity, abs(held))
             pnl = _C.multiply(closing, price - position.entry_price) * (1 if held > 0 else -1)
             released = (
@@ -560,9 +567,8 @@ class Venue:
             ):
                 continue
             side = "sell" if position.contracts > 0 else "buy"
-            self._order_seq += 1
             order = SimOrder(
-                id=str(1_000_000 + self._order_seq),
+                id=self._next_order_id(),
                 client_order_id=None,
                 symbol=symbol,
                 type="market",
