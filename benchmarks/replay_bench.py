@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adapters import synthetic
 from benchmarks._harness import parse_args, report, target, timed
 from benchmarks.trace_bench import struct_twins
-from eventsrc import REGISTRY, Trace, replay_from_trace
+from eventsrc import REGISTRY, Trace, replay_from_trace, save_snapshot
 from eventsrc.trace.segment import ENVELOPE_SIZE
 
 ORDERS = 500
@@ -125,7 +125,7 @@ def main() -> None:
         # The last 1% from a snapshot.
         with Trace.open(big) as trace:
             at = n - n // 100 - 1
-            trace.snapshot(replay_from_trace(trace, until=at))
+            save_snapshot(trace, replay_from_trace(trace, until=at))
 
         def from_snapshot() -> None:
             with Trace.open(big) as trace:

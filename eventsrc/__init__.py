@@ -56,6 +56,7 @@ from eventsrc.events import (
 )
 from eventsrc.reducer import REDUCER_VERSION, reduce
 from eventsrc.replay import checkpoint, fold, replay_from_trace, trace_tail, verify
+from eventsrc.snapshot import load_snapshot, save_snapshot, snapshot_seqs
 from eventsrc.state import (
     Account,
     Anomaly,
@@ -144,9 +145,12 @@ __all__ = [
     "checkpoint",
     "encode_raw",
     "fold",
+    "load_snapshot",
     "make_converter",
     "reduce",
     "replay_from_trace",
+    "save_snapshot",
+    "snapshot_seqs",
     "state_hash",
     "to_decimal",
     "trace_tail",

@@ -4,9 +4,8 @@
   in bounded memory. ``until`` is a seq (inclusive) or a ``datetime`` (events stamped at or
   before it). Without ``state`` it starts from the nearest usable snapshot at or before
   ``until``; with one it continues from ``state.seq + 1``.
-- Snapshots (``trace.snapshot(state)``) are files in the trace's ``snapshots/`` directory:
-  the state at a seq as MessagePack, with a sha256 of it and the reducer version. They are a
-  cache: one written by another reducer version, or failing its checksum, is ignored.
+- Snapshots (``save_snapshot(trace, state)``, eventsrc.snapshot) are a cache replay starts
+  from when one can be trusted.
 - ``verify(trace)`` replays from the start and returns the ``state_seq`` of the first
   checkpoint whose recorded hash differs from the replayed state's, or None.
 """
@@ -14,26 +13,22 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import hashlib
 import logging
-import os
 import typing
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import msgspec
 import numpy as np
-from immutables import Map
 
 from eventsrc.codec import Codec, stamp
 from eventsrc.errors import TraceCorrupted
 from eventsrc.events import Checkpoint, Event
-from eventsrc.reducer import FIELDS_READ, REDUCER_VERSION, advance, handles, read_as, reduce
+from eventsrc.reducer import FIELDS_READ, advance, handles, read_as, reduce
+from eventsrc.snapshot import load_snapshot, snapshot_seqs
 from eventsrc.state import State, state_hash
-from eventsrc.trace.segment import ENVELOPE_SIZE, fsync_dir
+from eventsrc.trace.segment import ENVELOPE_SIZE
 
 if TYPE_CHECKING:
     from eventsrc.trace import Trace
@@ -41,115 +36,13 @@ if TYPE_CHECKING:
 __all__ = [
     "checkpoint",
     "fold",
-    "load_snapshot",
     "replay_from_trace",
-    "snapshot_seqs",
     "trace_tail",
     "verify",
-    "write_snapshot",
 ]
 
 log = logging.getLogger("eventsrc.replay")
-SNAPSHOT_FORMAT = 2
 _KIND_OFFSET = 24  # of the kind code inside an envelope
-
-
-# ---------------------------------------------------------------------------------------------
-# Snapshots: the state as MessagePack, by msgspec (attrs classes, Decimals and tuples natively;
-# the persistent maps as lists of pairs through one hook each way). cattrs' unstructure and
-# structure, measured here, took ~10 us an object: a state of a few thousand fills then took
-# longer to load than replaying the events it stands for.
-
-
-def _encode_map(value: Any) -> Any:
-    if isinstance(value, Map):
-        return list(value.items())
-    raise NotImplementedError(f"cannot snapshot a {type(value).__name__}")
-
-
-def _decode_map(type_: Any, value: Any) -> Any:
-    if type_ is Map or get_origin(type_) is Map:
-        pairs = msgspec.convert(value, _pairs_of(type_), dec_hook=_decode_map)
-        return Map(pairs)
-    raise NotImplementedError(f"cannot load a {type_!r} from a snapshot")
-
-
-@functools.cache
-def _pairs_of(map_type: Any) -> Any:
-    """``list[tuple[K, V]]`` for ``Map[K, V]``: one object per map type, so msgspec's type
-    cache holds (a new alias per call made it re-analyse the type every time)."""
-    key_type, value_type = get_args(map_type) or (Any, Any)
-    return list[tuple[key_type, value_type]]  # type: ignore[valid-type]
-
-
-_state_encoder = msgspec.msgpack.Encoder(enc_hook=_encode_map)
-_state_decoder = msgspec.msgpack.Decoder(State, dec_hook=_decode_map)
-
-
-class _Snapshot(msgspec.Struct):
-    format: int
-    reducer: int
-    seq: int
-    sha256: str
-    state: bytes
-
-
-def _snapshot_dir(trace: Trace) -> Path:
-    return trace.path / "snapshots"
-
-
-def write_snapshot(trace: Trace, state: State) -> Path:
-    """Store ``state`` (folded from ``trace`` up to ``state.seq``) in the trace; atomic."""
-    if not 0 <= state.seq < len(trace):
-        raise ValueError(
-            f"a snapshot at seq {state.seq} does not fit a trace of {len(trace)} events"
-        )
-    directory = _snapshot_dir(trace)
-    directory.mkdir(exist_ok=True)
-    body = _state_encoder.encode(state)
-    doc = _Snapshot(
-        SNAPSHOT_FORMAT, REDUCER_VERSION, state.seq, hashlib.sha256(body).hexdigest(), body
-    )
-    path = directory / f"{state.seq:020d}.snap"
-    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(msgspec.msgpack.encode(doc))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(directory)
-    return path
-
-
-def snapshot_seqs(trace: Trace) -> list[int]:
-    """The seqs of the snapshots stored in ``trace``, ascending."""
-    try:
-        names = os.listdir(_snapshot_dir(trace))
-    except FileNotFoundError:
-        return []
-    return sorted(int(n[:-5]) for n in names if n.endswith(".snap") and n[:-5].isdigit())
-
-
-def load_snapshot(trace: Trace, seq: int) -> State | None:
-    """The snapshot at ``seq``, or None if it is missing, of another reducer version, or
-    fails its hash (a snapshot is a cache: replay falls back to the events)."""
-    path = _snapshot_dir(trace) / f"{seq:020d}.snap"
-    try:
-        doc = msgspec.msgpack.decode(path.read_bytes(), type=_Snapshot)
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-        log.warning("snapshot %s is unreadable; replaying from the events instead", path)
-        return None
-    if doc.format != SNAPSHOT_FORMAT or doc.reducer != REDUCER_VERSION:
-        return None  # folded by another reducer: not to be trusted
-    if doc.seq != seq or hashlib.sha256(doc.state).hexdigest() != doc.sha256:
-        log.warning("snapshot %s fails its checksum; replaying from the events instead", path)
-        return None
-    try:
-        state = _state_decoder.decode(doc.state)
-    except (msgspec.DecodeError, msgspec.ValidationError, NotImplementedError, TypeError):
-        log.warning("snapshot %s is unreadable; replaying from the events instead", path)
-        return None
-    return state if state.seq == seq else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventsrc import Cash, Event, State, Trace, fold, reduce, replay_from_trace
+from eventsrc import Cash, Event, State, Trace, fold, reduce, replay_from_trace, save_snapshot
 from eventsrc.testing import (
     FillHistory,
     check_fold_composes,
@@ -67,7 +67,7 @@ def test_snapshot_plus_tail_equals_full_replay(
     with Trace.open(path, "w", durability="none", unit=64, record_chunk=16) as trace:
         trace.extend(stream)
         at = int((len(trace) - 1) * cut)
-        trace.snapshot(replay_from_trace(trace, until=at))
+        save_snapshot(trace, replay_from_trace(trace, until=at))
     with Trace.open(path) as trace:
         full = fold(trace)
         assert replay_from_trace(trace) == full

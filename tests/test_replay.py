@@ -21,11 +21,12 @@ from eventsrc import (
     fold,
     reduce,
     replay_from_trace,
+    save_snapshot,
     state_hash,
     trace_tail,
     verify,
 )
-from eventsrc.replay import load_snapshot, snapshot_seqs
+from eventsrc.snapshot import load_snapshot, snapshot_seqs
 
 
 def write(path: Path, n: int = 600, clock: ManualClock | None = None) -> None:
@@ -64,7 +65,7 @@ def test_replay_starts_from_the_nearest_snapshot(
     write(trace_path)
     with Trace.open(trace_path) as trace:
         for at in (100, 400):
-            trace.snapshot(replay_from_trace(trace, until=at))
+            save_snapshot(trace, replay_from_trace(trace, until=at))
         assert snapshot_seqs(trace) == [100, 400]
         folded: list[int] = []
         import eventsrc.replay as replay_module
@@ -88,7 +89,7 @@ def test_a_snapshot_that_fails_its_hash_or_is_from_another_reducer_is_ignored(
 ) -> None:
     write(trace_path)
     with Trace.open(trace_path) as trace:
-        path = trace.snapshot(replay_from_trace(trace, until=300))
+        path = save_snapshot(trace, replay_from_trace(trace, until=300))
         good = msgspec.msgpack.decode(path.read_bytes())
         tampered = dict(good, state=good["state"][:-1] + bytes([good["state"][-1] ^ 1]))
         for bad in (
@@ -102,7 +103,7 @@ def test_a_snapshot_that_fails_its_hash_or_is_from_another_reducer_is_ignored(
         path.write_bytes(msgspec.msgpack.encode(good))
         assert load_snapshot(trace, 300) == fold(trace.iter(0, 301))
         with pytest.raises(ValueError, match="does not fit"):
-            trace.snapshot(State(seq=10_000))
+            save_snapshot(trace, State(seq=10_000))
 
 
 def test_verify_names_the_first_checkpoint_a_replay_disagrees_with(trace_path: Path) -> None:
@@ -140,3 +141,36 @@ def test_trace_tail_since_a_seq_or_a_time(trace_path: Path) -> None:
         assert trace_tail(trace, 50, kinds=["ticker_observed"], since=since) == tickers[30:]
         at = dt.datetime.fromtimestamp(tickers[40].ts / 1e9, tz=dt.UTC)  # type: ignore[operator]
         assert trace_tail(trace, 50, kinds=["ticker_observed"], since=at) == tickers[40:]
+
+
+def test_a_snapshot_makes_the_events_it_covers_durable_first(trace_path: Path) -> None:
+    with Trace.open(trace_path, "w", durability="none") as trace:
+        trace.extend(synthetic.stream(50, seed=5))
+        state = replay_from_trace(trace)
+        save_snapshot(trace, state)
+        with Trace.open(trace_path) as reader:  # sees only what reached the file
+            assert len(reader) == 50
+            assert load_snapshot(reader, 49) == state
+
+
+def test_a_snapshot_of_events_lost_in_a_crash_is_ignored(trace_path: Path, tmp_path: Path) -> None:
+    import shutil
+
+    with Trace.open(trace_path, "w", durability="sync") as trace:
+        trace.extend(synthetic.stream(50, seed=5))
+    shutil.copytree(trace_path / "wal", tmp_path / "wal-at-50")
+    with Trace.open(trace_path, "a", durability="sync") as trace:
+        trace.extend(synthetic.stream(50, seed=6))
+        save_snapshot(trace, replay_from_trace(trace, until=90))
+    # The disk loses the last 50 events (say the WAL came back from a backup); the trace
+    # goes on with other events under the same seqs.
+    shutil.rmtree(trace_path / "wal")
+    shutil.copytree(tmp_path / "wal-at-50", trace_path / "wal")
+    with Trace.open(trace_path, "a", durability="sync") as trace:
+        assert len(trace) == 50
+        trace.extend(synthetic.stream(60, seed=7))
+    with Trace.open(trace_path) as trace:
+        assert snapshot_seqs(trace) == [90]
+        assert load_snapshot(trace, 90) is None
+        assert replay_from_trace(trace) == fold(trace)
+        assert replay_from_trace(trace, until=95) == fold(trace.iter(0, 96))

@@ -62,7 +62,6 @@ from eventsrc.errors import (
     UnknownEventKind,
 )
 from eventsrc.events import REGISTRY, Event, EventRegistry
-from eventsrc.state import State
 from eventsrc.trace.body import COLUMNS, BodyReader
 from eventsrc.trace.committer import Committer
 from eventsrc.trace.marker import create, read_meta, take_lock
@@ -997,14 +996,6 @@ class Trace:
         if self._heads:
             parts.append(self._head_table(self._heads)[name])
         return np.concatenate(parts)
-
-    def snapshot(self, state: State) -> Path:
-        """Store ``state``, folded from this trace up to ``state.seq``, inside the trace, so
-        ``replay_from_trace`` can start there. Allowed in any mode: snapshots are a cache."""
-        from eventsrc.replay import write_snapshot
-
-        self._check_open()
-        return write_snapshot(self, state)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self)} events"

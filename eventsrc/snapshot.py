@@ -1,0 +1,150 @@
+"""Snapshots: a folded state stored inside its trace, so replay can start there.
+
+A snapshot is a file ``snapshots/<seq, 20 digits>.snap`` in the trace directory: the state
+folded up to ``seq`` as MessagePack, with its sha256, the reducer version that folded it, and a
+fingerprint of the event at ``seq`` (crc32c of its stored record, ``ts`` included). Snapshots
+are a cache, trusted only while they provably describe this trace:
+
+- ``save_snapshot`` makes every event the state covers durable first (``trace.flush()`` on a
+  writer), so a crash can never leave a snapshot of events that are gone;
+- ``load_snapshot`` ignores a snapshot written by another reducer version, failing its hash,
+  or whose fingerprint does not match the trace's event at its seq (the trace lost those events
+  in a crash, say, and has since recorded other events under the same seqs), or past the end.
+
+A reader (mode "r") may save snapshots too: it cannot know what the writer has made durable,
+and the fingerprint check is what keeps such a snapshot from outliving the events it covers.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import google_crc32c
+import msgspec
+from immutables import Map
+
+from eventsrc.reducer import REDUCER_VERSION
+from eventsrc.state import State
+from eventsrc.trace import Trace
+from eventsrc.trace.segment import fsync_dir
+
+__all__ = ["load_snapshot", "save_snapshot", "snapshot_seqs"]
+
+log = logging.getLogger("eventsrc.snapshot")
+SNAPSHOT_FORMAT = 3
+
+
+def _encode_map(value: Any) -> Any:
+    if isinstance(value, Map):
+        return list(value.items())
+    raise NotImplementedError(f"cannot snapshot a {type(value).__name__}")
+
+
+def _decode_map(type_: Any, value: Any) -> Any:
+    if type_ is Map or get_origin(type_) is Map:
+        pairs = msgspec.convert(value, _pairs_of(type_), dec_hook=_decode_map)
+        return Map(pairs)
+    raise NotImplementedError(f"cannot load a {type_!r} from a snapshot")
+
+
+@functools.cache
+def _pairs_of(map_type: Any) -> Any:
+    """``list[tuple[K, V]]`` for ``Map[K, V]``: one object per map type, so msgspec's type
+    cache holds (a new alias per call made it re-analyse the type every time)."""
+    key_type, value_type = get_args(map_type) or (Any, Any)
+    return list[tuple[key_type, value_type]]  # type: ignore[valid-type]
+
+
+_state_encoder = msgspec.msgpack.Encoder(enc_hook=_encode_map)
+_state_decoder = msgspec.msgpack.Decoder(State, dec_hook=_decode_map)
+
+
+class _Snapshot(msgspec.Struct):
+    format: int
+    reducer: int
+    seq: int
+    event: int
+    """crc32c of the stored record of the event at ``seq``."""
+    sha256: str
+    state: bytes
+
+
+def _directory(trace: Trace) -> Path:
+    return trace.path / "snapshots"
+
+
+def _fingerprint(trace: Trace, seq: int) -> int:
+    for first, lo, _hi, items, at in trace.record_blocks(seq, seq + 1):
+        record: bytes = items[lo - first][at:]
+        return int(google_crc32c.value(record))
+    raise ValueError(f"trace {trace.path} has no event {seq}")
+
+
+def save_snapshot(trace: Trace, state: State) -> Path:
+    """Store ``state`` (folded from ``trace`` up to ``state.seq``) in the trace, atomically,
+    after making every event it covers durable; returns the snapshot's path."""
+    if not 0 <= state.seq < len(trace):
+        raise ValueError(
+            f"a snapshot at seq {state.seq} does not fit a trace of {len(trace)} events"
+        )
+    if trace.mode != "r":
+        trace.flush()
+    directory = _directory(trace)
+    directory.mkdir(exist_ok=True)
+    body = _state_encoder.encode(state)
+    doc = _Snapshot(
+        SNAPSHOT_FORMAT,
+        REDUCER_VERSION,
+        state.seq,
+        _fingerprint(trace, state.seq),
+        hashlib.sha256(body).hexdigest(),
+        body,
+    )
+    path = directory / f"{state.seq:020d}.snap"
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(msgspec.msgpack.encode(doc))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(directory)
+    return path
+
+
+def snapshot_seqs(trace: Trace) -> list[int]:
+    """The seqs of the snapshots stored in ``trace``, ascending."""
+    try:
+        names = os.listdir(_directory(trace))
+    except FileNotFoundError:
+        return []
+    return sorted(int(n[:-5]) for n in names if n.endswith(".snap") and n[:-5].isdigit())
+
+
+def load_snapshot(trace: Trace, seq: int) -> State | None:
+    """The snapshot at ``seq``, or None if it is missing or not to be trusted (see the module
+    docstring): replay then folds the events instead."""
+    path = _directory(trace) / f"{seq:020d}.snap"
+    try:
+        doc = msgspec.msgpack.decode(path.read_bytes(), type=_Snapshot)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        log.warning("snapshot %s is unreadable; replaying from the events instead", path)
+        return None
+    if doc.format != SNAPSHOT_FORMAT or doc.reducer != REDUCER_VERSION:
+        return None  # another format, or folded by another reducer: not to be trusted
+    if doc.seq != seq or hashlib.sha256(doc.state).hexdigest() != doc.sha256:
+        log.warning("snapshot %s fails its checksum; replaying from the events instead", path)
+        return None
+    if seq >= len(trace) or _fingerprint(trace, seq) != doc.event:
+        log.warning("snapshot %s describes events this trace no longer holds; ignored", path.name)
+        return None
+    try:
+        state = _state_decoder.decode(doc.state)
+    except (msgspec.DecodeError, msgspec.ValidationError, NotImplementedError, TypeError):
+        log.warning("snapshot %s is unreadable; replaying from the events instead", path)
+        return None
+    return state if state.seq == seq else None
