@@ -18,6 +18,7 @@ from eventsrc.events import (
     Balance,
     BalanceObserved,
     Event,
+    Fee,
     Note,
     OrderObserved,
     OrderRequested,
@@ -151,8 +152,7 @@ def _order_observed(order: _OpenOrder, ms: int, status: str) -> OrderObserved:
         remaining=order.amount - order.filled,
         cost=order.cost,
         average=order.cost / order.filled if order.filled else None,
-        fee_cost=order.fee,
-        fee_currency="USDT",
+        fees=(Fee("USDT", order.fee),),
         last_trade_timestamp=ms,
         raw=_order_raw(
             market,
@@ -255,8 +255,7 @@ def _stream(n: int, seed: int, start_ms: int, orders: int | None) -> Iterator[Ev
                 price=order.price,
                 amount=fill,
                 cost=fill_cost,
-                fee_cost=fee,
-                fee_currency="USDT",
+                fees=(Fee("USDT", fee),),
                 taker_or_maker="maker",
                 raw=encode_raw(
                     {

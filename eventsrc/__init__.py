@@ -4,7 +4,7 @@ The public names: the event kinds and their registry, the codec, the clock, the 
 """
 
 from eventsrc.clock import Clock, ManualClock, WallClock
-from eventsrc.codec import Codec, make_converter
+from eventsrc.codec import Codec, make_converter, state_hash
 from eventsrc.errors import (
     EventNotSerializable,
     EventsrcError,
@@ -30,6 +30,7 @@ from eventsrc.events import (
     Decision,
     Event,
     EventRegistry,
+    Fee,
     LocalCheckFailed,
     Note,
     Observation,
@@ -69,7 +70,6 @@ from eventsrc.state import (
     Position,
     State,
     WatcherHealth,
-    state_hash,
 )
 from eventsrc.trace import NO_CAUSE, NO_EXCHANGE_TS, Durability, Mode, Recovery, Trace
 
@@ -99,6 +99,7 @@ __all__ = [
     "EventNotSerializable",
     "EventRegistry",
     "EventsrcError",
+    "Fee",
     "Fill",
     "Health",
     "LocalCheckFailed",

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Protocol
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def datetime_ns(moment: dt.datetime, name: str = "time") -> int:
+    """An aware datetime as integer nanoseconds since the epoch, exactly (no float on the way:
+    ``timestamp()`` is a float, and an event stamped exactly at the bound would be lost)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be an aware datetime (with a timezone)")
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 class Clock(Protocol):

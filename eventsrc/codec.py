@@ -1,35 +1,58 @@
-"""Event <-> bytes: one cattrs converter decides how each type is (un)structured; msgspec
-writes the bytes.
+"""Every conversion between eventsrc's objects and bytes or plain data, in one place.
 
-Measured here (see benchmarks/trace_bench.py): cattrs' own msgpack preconf encodes ~0.13M
-events/s, cattrs unstructure + msgspec ~0.22M/s, while msgspec handles frozen attrs classes
-natively at close to the speed of its own Structs. So the converter follows cattrs' msgspec
-preconf idea of *passthroughs*: for every registered event class its unstructure hook is the
-identity, and msgspec's MessagePack encoder and typed decoders do the work. The converter's own
-machinery is used where msgspec cannot help: structuring a payload of an older schema version
-after its upgrade functions ran.
+- Events <-> payload bytes (``Codec``): MessagePack maps of the event's fields (attrs field
+  names), Decimals as decimal strings, ``raw`` as MessagePack bin. ``seq`` and ``ts`` are not
+  meaningful in the payload (a trace keeps them in its envelope columns); nor are the kind's name
+  and version (a trace records them per kind in its code table). A payload of an older schema
+  version is decoded as plain data, upgraded step by step, then structured by cattrs.
+- Views (``view_type``): the fields of an event that the reducer reads, as a msgspec Struct.
+  The reducer folds views only: replay decodes them straight from payload bytes (skipping the
+  raw venue payload and every field no handler reads), and a live event is turned into the same
+  view before it is folded, so live and replay fold one input type through one path.
+- States <-> bytes (``encode_state``/``decode_state``): one canonical MessagePack form (persistent
+  maps as lists of pairs sorted by key), used both for snapshots and for ``state_hash``.
+- JSON-ready plain data (``to_builtins``): events and states, through a cattrs converter.
 
-Wire format of a payload: a MessagePack map of the event's fields (attrs field names), Decimals as
-decimal strings, ``raw`` as MessagePack bin. ``seq`` and ``ts`` are not meaningful in the payload
-(a trace keeps them in its envelope columns). The kind's name and version are not in the payload
-either: a trace records them per kind in its code table.
+Why msgspec writes the bytes (measured in benchmarks/codec_bench.py): cattrs' msgspec preconf
+converter structures through cattrs' generated Python code, ~10x slower to decode than msgspec's
+typed decoders, and cattrs' msgpack converter encodes at ~0.2x; so for event and state bytes the
+cattrs converter only decides *how* types map (identity passthrough for event classes, exact
+Decimals) and structures payloads of older versions, while msgspec encodes and decodes. Plain
+data for JSON, where speed does not matter, is cattrs' own unstructuring.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import hashlib
+import typing
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, Union
+from operator import attrgetter
+from typing import Any, Union, get_args, get_origin
 
+import attrs
 import cattrs
 import msgspec
 from cattrs.fns import identity
 from cattrs.strategies import configure_union_passthrough
+from immutables import Map
 
 from eventsrc.errors import EventNotSerializable
 from eventsrc.events import REGISTRY, Event, EventRegistry, KindInfo, UnknownEvent
+from eventsrc.state import State
 
-__all__ = ["Codec", "make_converter", "stamp"]
+__all__ = [
+    "Codec",
+    "decode_state",
+    "encode_state",
+    "make_converter",
+    "stamp",
+    "state_hash",
+    "to_builtins",
+    "view_maker",
+    "view_type",
+]
 
 _set = object.__setattr__
 
@@ -103,11 +126,21 @@ class Codec:
     def decode(self, name: str, version: int, payload: bytes) -> Event:
         return self.decoder(name, version)(payload)
 
+    def view_decoder(
+        self, name: str, version: int, reads: Mapping[type[Event], tuple[str, ...]]
+    ) -> Callable[[bytes], Any] | None:
+        """A function decoding payloads of kind ``name`` at ``version`` straight into the view
+        of the fields ``reads`` names for its class; None if the kind is not in ``reads`` or
+        was written at another version (then decode the event and turn it into its view)."""
+        info = self.registry.by_name(name)
+        if info is None or info.version != version or info.cls not in reads:
+            return None
+        return msgspec.msgpack.Decoder(view_type(info.cls, reads[info.cls])).decode
+
     def to_builtins(self, event: Event) -> dict[str, Any]:
         """A JSON-ready dict of the event, with its kind name first."""
-        data = msgspec.to_builtins(event)
-        kind = event.kind_name if isinstance(event, UnknownEvent) else event.kind
-        return {"kind": kind, **data}
+        data: dict[str, Any] = to_builtins(event)
+        return data
 
     def _make_decoder(self, name: str, version: int) -> Decoder:
         info = self.registry.by_name(name)
@@ -148,3 +181,134 @@ def _unknown_decoder(name: str, version: int) -> Decoder:
         return UnknownEvent(kind_name=name, kind_version=version, data=data, **envelope)
 
     return decode
+
+
+# ---------------------------------------------------------------------------------------------
+# Views: what the reducer reads of an event
+
+
+_views: dict[tuple[type[Event], tuple[str, ...]], type[msgspec.Struct]] = {}
+
+
+def view_type(cls: type[Event], fields: tuple[str, ...]) -> type[msgspec.Struct]:
+    """A Struct with ``fields`` of ``cls`` (their types and defaults) plus ``seq``; its ``kind``
+    is the class's. Decoding a payload into it reads only those fields. One type per (class,
+    fields), so live events and replayed bytes become views of the same type."""
+    found = _views.get((cls, fields))
+    if found is None:
+        found = _views[(cls, fields)] = _make_view(cls, fields)
+    return found
+
+
+def _make_view(cls: type[Event], fields: tuple[str, ...]) -> type[msgspec.Struct]:
+    hints = typing.get_type_hints(cls)
+    defaults = {a.name: a.default for a in attrs.fields(cls)}
+    unknown = [name for name in fields if name not in defaults]
+    if unknown:
+        raise ValueError(f"{cls.__qualname__} has no field(s) {', '.join(unknown)}")
+    spec: list[tuple[str, Any, Any]] = []
+    for name in fields:
+        default = defaults[name]
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = msgspec.field(default_factory=default.factory)
+        spec.append((name, hints[name], None if default is attrs.NOTHING else default))
+    spec.append(("seq", int | None, None))
+    view = msgspec.defstruct(f"{cls.__name__}View", spec)
+    view.kind = cls.kind  # type: ignore[attr-defined]
+    return view
+
+
+def view_maker(cls: type[Event], fields: tuple[str, ...]) -> Callable[[Event, int], Any]:
+    """A function turning an event of ``cls`` (at ``seq``) into its view."""
+    view = view_type(cls, fields)
+    if not fields:
+        return lambda event, seq: view(seq)
+    if len(fields) == 1:
+        (name,) = fields
+        return lambda event, seq: view(getattr(event, name), seq)
+    get = attrgetter(*fields)
+    return lambda event, seq: view(*get(event), seq)
+
+
+# ---------------------------------------------------------------------------------------------
+# States: one canonical form for snapshots and the hash
+
+
+def _encode_map(value: Any) -> Any:
+    if isinstance(value, Map):
+        return sorted(value.items(), key=_first)
+    raise NotImplementedError(f"cannot encode a {type(value).__name__} in a state")
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _decode_map(type_: Any, value: Any) -> Any:
+    if type_ is Map or get_origin(type_) is Map:
+        return Map(msgspec.convert(value, _pairs_of(type_), dec_hook=_decode_map))
+    raise NotImplementedError(f"cannot decode a {type_!r} in a state")
+
+
+@functools.cache
+def _pairs_of(map_type: Any) -> Any:
+    """``list[tuple[K, V]]`` for ``Map[K, V]``: one object per map type, so msgspec's type
+    cache holds (a new alias per call made it re-analyse the type every time)."""
+    key_type, value_type = get_args(map_type) or (Any, Any)
+    return list[tuple[key_type, value_type]]  # type: ignore[valid-type]
+
+
+_state_encoder = msgspec.msgpack.Encoder(enc_hook=_encode_map)
+_state_decoder = msgspec.msgpack.Decoder(State, dec_hook=_decode_map)
+
+
+def encode_state(state: State) -> bytes:
+    """The canonical bytes of ``state``: the same state gives the same bytes in any process
+    (maps are written sorted by key, whatever their insertion history or hash seed)."""
+    return _state_encoder.encode(state)
+
+
+def decode_state(data: bytes) -> State:
+    """The state ``encode_state`` wrote; raises msgspec's DecodeError or ValidationError."""
+    return _state_decoder.decode(data)
+
+
+def state_hash(state: State) -> str:
+    """A stable hex digest of the state (sha256 of its canonical bytes)."""
+    return hashlib.sha256(encode_state(state)).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain data, for JSON
+
+
+def _json_converter() -> cattrs.Converter:
+    converter = cattrs.Converter()
+    converter.register_unstructure_hook(Decimal, str)
+    converter.register_unstructure_hook(bytes, lambda b: b.decode("utf-8", "replace"))
+    converter.register_unstructure_hook_func(
+        _is_map,
+        lambda m: [[converter.unstructure(k), converter.unstructure(v)] for k, v in _sorted(m)],
+    )
+    return converter
+
+
+def _is_map(type_: Any) -> bool:
+    return bool(type_ is Map or get_origin(type_) is Map)
+
+
+def _sorted(m: Map[Any, Any]) -> list[tuple[Any, Any]]:
+    return sorted(m.items(), key=_first)
+
+
+_json = _json_converter()
+
+
+def to_builtins(value: Event | State | Any) -> Any:
+    """JSON-ready plain data: events as dicts with their kind first (the raw venue payload as
+    text), states as nested dicts (maps as sorted [key, value] pairs, money as strings)."""
+    if isinstance(value, Event):
+        kind = value.kind_name if isinstance(value, UnknownEvent) else value.kind
+        data: dict[str, Any] = _json.unstructure(value, unstructure_as=type(value))
+        return {"kind": kind, **data}
+    return _json.unstructure(value)

@@ -3,31 +3,40 @@
 Pure, total and deterministic: it reads no clock, randomness, network or environment, and on a
 well-formed event of any kind it never raises. An observation that is malformed (an order with
 no id, a missing or negative amount, an unknown symbol, None where a number belongs, filled
-beyond the amount, a non-finite number) is recorded in ``state.anomalies`` under its seq and
-changes nothing else. Folding the same observation twice changes nothing the second time:
-orders move only forward (``Order.best``), trades and reported levels are sets, balances and
-positions are replaced, anomalies and watcher counters are keyed by seq.
+beyond the amount, a non-finite number, a sum that would round) is recorded in
+``state.anomalies`` under its seq and changes nothing else. Folding the same observation twice
+changes nothing the second time: orders move only forward (``Order.best``), trades and reported
+levels are sets, balances are kept only when newer, anomalies and watcher counters are keyed by
+seq.
 
-Cash (spot): a balance report from the venue replaces the balances of the universe's
-currencies (margin: only the main currency); fills folded since then move cash by the change
-in each order's totals (base +/- filled, quote -/+ cost, fee currency - fee), so cash is right
-between reports and is corrected by the next one.
+One path for live and replay: each handler declares, beside itself, the fields it reads
+(``@handles(Kind, "field", ...)``). Handlers are given a *view* of the event holding only those
+fields (eventsrc.codec.view_type): replay decodes views straight from the trace's bytes, and
+``reduce`` turns a live event into the same view first. A handler reading a field it did not
+declare fails at once, live and in replay alike.
+
+Cash (spot markets only; contract markets never move cash, whatever the strategy's flag): a
+currency's cash is the venue's latest balance report of it plus the effect of every spot fill
+that report cannot include, which are the fills dated after it (the venue's times, where both
+have one), else the fills folded after it. See eventsrc.state.Account.
 """
 
 from __future__ import annotations
 
 import decimal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from immutables import Map
 
+from eventsrc.codec import view_maker, view_type
 from eventsrc.events import (
     BalanceObserved,
     CancelObserved,
     Event,
+    Fee,
     LocalCheckFailed,
     OHLCVObserved,
     OrderAcknowledged,
@@ -44,8 +53,9 @@ from eventsrc.events import (
     WatcherReconnected,
     WatcherStarted,
     WatcherStopped,
+    contract_symbols,
 )
-from eventsrc.fills import totals
+from eventsrc.fills import lay_out
 from eventsrc.state import (
     ACKNOWLEDGED,
     CANCELED,
@@ -54,6 +64,7 @@ from eventsrc.state import (
     OPEN,
     PARTIALLY_FILLED,
     REJECTED,
+    REQUESTED,
     TERMINAL,
     ZERO,
     Account,
@@ -61,54 +72,79 @@ from eventsrc.state import (
     Book,
     Cash,
     Config,
+    Fees,
     Fill,
     Health,
     Level,
     Order,
     Position,
     Report,
+    Reported,
     State,
     WatcherHealth,
+    When,
+    fees_of,
     furthest,
+    is_contract,
     split_symbol,
 )
 
-__all__ = [
-    "FIELDS_READ",
-    "REDUCER_VERSION",
-    "Malformed",
-    "advance",
-    "handles",
-    "read_as",
-    "reduce",
-]
+__all__ = ["READS", "REDUCER_VERSION", "Malformed", "advance", "handles", "reduce"]
 
-REDUCER_VERSION = 1
+REDUCER_VERSION = 2
 """Bump whenever a change to the reducer would fold some trace into a different state: it makes
 stored snapshots (folded by the old reducer) ignored instead of trusted."""
 
 _add = EXACT.add
 _sub = EXACT.subtract
 _mul = EXACT.multiply
+_neg = EXACT.minus
 _VENUE_STATUSES = frozenset({"open", "closed", "canceled", "expired", "rejected"})
+DUPLICATE_ORDER = "DuplicateOrderId"
+"""The error (ccxt's class name) of a create refused because the client order id is taken:
+the order exists."""
+
+Handler = Callable[[State, Any, int], State]
+H = TypeVar("H", bound=Handler)
+
+_HANDLERS: dict[type, tuple[Handler, Callable[[Event, int], Any] | None]] = {}
+READS: dict[type[Event], tuple[str, ...]] = {}
+"""Every handled kind and the fields its handler reads (besides ``seq``)."""
 
 
 class Malformed(Exception):
     """Raised inside a handler for an observation that cannot be folded; becomes an anomaly."""
 
 
+def handles(cls: type[Event], *reads: str) -> Callable[[H], H]:
+    """Register the decorated function as the handler of ``cls``, reading only ``reads``."""
+
+    def register(handler: H) -> H:
+        if cls in READS:
+            raise ValueError(f"{cls.__qualname__} already has a handler")
+        READS[cls] = reads
+        _HANDLERS[cls] = (handler, view_maker(cls, reads))
+        _HANDLERS[view_type(cls, reads)] = (handler, None)
+        return handler
+
+    return register
+
+
 def reduce(state: State, event: Event) -> State:
-    """The state after folding ``event`` (its ``seq``, or ``state.seq + 1`` if unstamped)."""
+    """The state after folding ``event`` (its ``seq``, or ``state.seq + 1`` if unstamped).
+    ``event`` is an event, or its view as decoded by replay."""
     seq = event.seq if event.seq is not None else state.seq + 1
-    handler = _HANDLERS.get(type(event))
-    if handler is None:
-        return _advance(state, seq)
+    entry = _HANDLERS.get(type(event))
+    if entry is None:
+        return advance(state, seq)
+    handler, to_view = entry
+    view = event if to_view is None else to_view(event, seq)
     try:
-        return handler(state, event, seq)
+        return handler(state, view, seq)
     except Malformed as exc:
-        return _anomaly(state, event, seq, str(exc))
-    except decimal.DecimalException as exc:  # e.g. NaN compared, an overflow
-        return _anomaly(state, event, seq, f"a number cannot be used ({type(exc).__name__})")
+        return _anomaly(state, view, seq, str(exc))
+    except decimal.DecimalException as exc:  # NaN compared, a sum that would round, ...
+        return _anomaly(state, view, seq, f"a number cannot be used ({type(exc).__name__})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +158,8 @@ def _state(
     config: Config | None = None,
     cash: Map[str, Cash] | None = None,
     positions: Map[tuple[str, str], Position] | None = None,
+    reported: Map[str, Reported] | None = None,
+    pending: Map[str, Map[str, Decimal]] | None = None,
     orders: Map[str, Order] | None = None,
     requests: Map[str, Order] | None = None,
     client_orders: Map[str, str] | None = None,
@@ -130,10 +168,12 @@ def _state(
     anomalies: Map[int, Anomaly] | None = None,
 ) -> State:
     account, book, health = s.account, s.book, s.health
-    if cash is not None or positions is not None:
+    if cash is not None or positions is not None or reported is not None or pending is not None:
         account = Account(
             account.cash if cash is None else cash,
             account.positions if positions is None else positions,
+            account.reported if reported is None else reported,
+            account.pending if pending is None else pending,
         )
     if orders is not None or requests is not None or client_orders is not None:
         book = Book(
@@ -161,10 +201,7 @@ def advance(s: State, seq: int) -> State:
     return State(seq, s.config, s.last_price, s.account, s.book, s.health)
 
 
-_advance = advance
-
-
-def _anomaly(s: State, event: Event, seq: int, reason: str) -> State:
+def _anomaly(s: State, event: Any, seq: int, reason: str) -> State:
     return _state(s, seq, anomalies=s.anomalies.set(seq, Anomaly(seq, event.kind, reason)))
 
 
@@ -182,6 +219,12 @@ def _number(value: Decimal | None, name: str, *, positive: bool = False) -> Deci
     return value
 
 
+def _finite(value: Decimal, name: str) -> Decimal:
+    if not value.is_finite():
+        raise Malformed(f"{name} is {value}")
+    return value
+
+
 def _known_symbol(s: State, symbol: str | None) -> str:
     if symbol is None:
         raise Malformed("no symbol")
@@ -196,11 +239,128 @@ def _side(side: str | None) -> str:
     return side
 
 
+def _fees(fees: Iterable[Fee]) -> Fees:
+    """Reported fees per currency (a fee in no named currency under ``""``)."""
+    return fees_of((f.currency or "", _finite(f.cost, f"fee in {f.currency}")) for f in fees)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cash: the latest balance report per currency, plus the fills it cannot include
+
+
+def _included(fill: Fill, report: Reported | None) -> bool:
+    """Whether the balance ``report`` already includes ``fill``."""
+    if report is None:
+        return False
+    if fill.exchange_ts is not None and report.ms is not None:
+        return fill.exchange_ts <= report.ms
+    return fill.seq < report.seq
+
+
+def _effects(order: Order, reported: Map[str, Reported]) -> dict[str, Decimal]:
+    """Per currency, what the order's spot fills that the currency's latest report cannot
+    include add to it (an entry for every currency such a fill touches, even if it nets 0)."""
+    if order.side not in ("buy", "sell") or is_contract(order.symbol) or not order.fills:
+        return {}
+    base, quote, _ = split_symbol(order.symbol)
+    if base is None or quote is None:
+        return {}
+    buy = order.side == "buy"
+    on_base, on_quote = reported.get(base), reported.get(quote)
+    found: dict[str, Decimal] = {}
+    for f in order.fills:
+        if f.amount and not _included(f, on_base):
+            found[base] = _add(found.get(base, ZERO), f.amount if buy else _neg(f.amount))
+        if f.cost and not _included(f, on_quote):
+            found[quote] = _add(found.get(quote, ZERO), _neg(f.cost) if buy else f.cost)
+        for currency, fee in f.fees:
+            if currency and not _included(f, reported.get(currency)):
+                found[currency] = _sub(found.get(currency, ZERO), fee)
+    return found
+
+
+def _move(cash: Map[str, Cash], currency: str, delta: Decimal) -> Map[str, Cash]:
+    old = cash.get(currency) or Cash()
+    return cash.set(currency, Cash(_add(old.total, delta), _add(old.free, delta), old.used))
+
+
+def _settle(s: State, order: Order) -> tuple[Map[str, Cash], Map[str, Map[str, Decimal]]] | None:
+    """Cash and pending effects after ``order`` changed; None if neither changes."""
+    order_id = order.order_id
+    assert order_id is not None
+    now = _effects(order, s.account.reported)
+    cash, pending = s.cash, s.account.pending
+    changed = False
+    for currency in {*now, *(c for c, by_order in pending.items() if order_id in by_order)}:
+        by_order = pending.get(currency) or Map()
+        old, new = by_order.get(order_id), now.get(currency)
+        if old == new:
+            continue
+        changed = True
+        cash = _move(cash, currency, _sub(new or ZERO, old or ZERO))
+        by_order = by_order.delete(order_id) if new is None else by_order.set(order_id, new)
+        pending = pending.set(currency, by_order) if by_order else pending.delete(currency)
+    return (cash, pending) if changed else None
+
+
+def _newer(new: Reported, old: Reported) -> bool:
+    """Whether the balance report ``new`` of a currency supersedes ``old``."""
+    same = (new.total, new.free, new.used) == (old.total, old.free, old.used)
+    if new.ms is not None and old.ms is not None:
+        if new.ms != old.ms:
+            return new.ms > old.ms
+        return not same and (new.total, new.free, new.used) > (old.total, old.free, old.used)
+    return not same and new.seq > old.seq  # a repeat of the last report is stale
+
+
+@handles(BalanceObserved, "balances", "exchange_ts")
+def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
+    """Every currency reported is kept (a fee in BNB, say, outside the universe), so no cash is
+    shown that a report could not correct; unchanged ones cost one comparison."""
+    cash, reported, pending = s.cash, s.account.reported, s.account.pending
+    changed = False
+    for balance in e.balances:
+        currency = balance.currency
+        total, free, used = balance.total, balance.free, balance.used
+        if total is None and free is not None and used is not None:
+            total = _add(free, used)
+        if total is None:
+            raise Malformed(f"{currency}: no total")
+        if not (total.is_finite() and (free is None or free.is_finite())):
+            raise Malformed(f"{currency}: total {total}, free {free}")
+        if used is not None and not used.is_finite():
+            raise Malformed(f"{currency}: used {used}")
+        if free is None:
+            free = total if used is None else _sub(total, used)
+        if used is None:
+            used = _sub(total, free)
+        report = Reported(total, free, used, e.exchange_ts, seq)
+        old = reported.get(currency)
+        if old is not None and not _newer(report, old):
+            continue
+        changed = True
+        reported = reported.set(currency, report)
+        by_order = pending.get(currency)
+        added = ZERO
+        if by_order is not None:
+            with by_order.mutate() as still:
+                for order_id in list(by_order):
+                    effect = _effects(s.orders[order_id], reported).get(currency)
+                    if effect is None:
+                        del still[order_id]
+                    else:
+                        still[order_id] = effect
+                        added = _add(added, effect)
+                by_order = still.finish()
+            pending = pending.set(currency, by_order) if by_order else pending.delete(currency)
+        cash = cash.set(currency, Cash(_add(total, added), _add(free, added), used))
+    if not changed:
+        return advance(s, seq)
+    return _state(s, seq, cash=cash, reported=reported, pending=pending)
+
+
 # ---------------------------------------------------------------------------------------------
 # Orders
-
-
-_SAME: Any = object()
 
 
 def _shown(status: str, filled: Decimal, amount: Decimal | None) -> str:
@@ -211,123 +371,56 @@ def _shown(status: str, filled: Decimal, amount: Decimal | None) -> str:
     return OPEN if status == PARTIALLY_FILLED else status
 
 
-def _account(
-    s: State,
-    symbol: str,
-    side: str | None,
-    fee_currency: str | None,
-    before: Level,
-    totals_now: Level,
-) -> tuple[Level, Map[str, Cash]]:
-    """Spot: move cash by the change in an order's totals since last accounted; returns the
-    totals now accounted and the cash."""
-    cash = s.cash
-    if totals_now == before or s.config.margin or side is None:
-        return before, cash
-    base, quote, _ = split_symbol(symbol)
-    if base is None or quote is None:
-        return before, cash
-    d_filled = _sub(totals_now.filled, before.filled)
-    d_cost = _sub(totals_now.cost, before.cost)
-    d_fee = _sub(totals_now.fee, before.fee)
-    buy = side == "buy"
-    moves = [(base, d_filled if buy else -d_filled), (quote, -d_cost if buy else d_cost)]
-    if fee_currency:
-        moves.append((fee_currency, -d_fee))
-    else:  # a fee in no known currency waits until its currency is known
-        totals_now = Level(totals_now.filled, totals_now.cost, before.fee)
-    for currency, delta in moves:
-        if delta:
-            old = cash.get(currency) or Cash()
-            cash = cash.set(currency, Cash(_add(old.total, delta), _add(old.free, delta), old.used))
-    return totals_now, cash
-
-
-def _store(
-    s: State,
-    seq: int,
-    order: Order,
-    *,
-    requests: Map[str, Order] | None = None,
-    client_order_id: Any = _SAME,
-    side: Any = _SAME,
-    order_type: Any = _SAME,
-    price: Any = _SAME,
-    amount: Any = _SAME,
-    status: Any = _SAME,
-    fee_currency: Any = _SAME,
-    levels: Any = _SAME,
-    top: Any = _SAME,
-    fee_level: Any = _SAME,
-    real: Any = _SAME,
-    real_total: Any = _SAME,
-    best: Any = _SAME,
-    reason: Any = _SAME,
-) -> State:
-    """The state with ``order`` (named by the venue) changed as given: its totals, shown
-    status and cash settled, and its client id linked. One Order built, one State."""
+def _store(s: State, seq: int, order: Order, requests: Map[str, Order] | None = None) -> State:
+    """The state with ``order`` (named by the venue) as given: its fills laid out, totals and
+    shown status from them, cash settled, its client id linked. A disagreement between the
+    venue's reports and trades that this change brings is recorded as an anomaly."""
     order_id = order.order_id
     assert order_id is not None
-    side = order.side if side is _SAME else side
-    amount = order.amount if amount is _SAME else amount
-    fee_currency = order.fee_currency if fee_currency is _SAME else fee_currency
-    top = order.top if top is _SAME else top
-    fee_level = order.fee_level if fee_level is _SAME else fee_level
-    real_total = order.real_total if real_total is _SAME else real_total
-    client_order_id = order.client_order_id if client_order_id is _SAME else client_order_id
-    now = totals(top, real_total, fee_level)
-    accounted, cash = _account(s, order.symbol, side, fee_currency, order.accounted, now)
-    settled = Order(
-        order_id,
-        client_order_id,
-        order.symbol,
-        side,
-        order.order_type if order_type is _SAME else order_type,
-        order.price if price is _SAME else price,
-        amount,
-        _shown(order.status if status is _SAME else status, now.filled, amount),
-        now.filled,
-        now.cost,
-        now.fee,
-        fee_currency,
-        order.levels if levels is _SAME else levels,
-        top,
-        fee_level,
-        order.real if real is _SAME else real,
-        real_total,
-        order.best if best is _SAME else best,
-        accounted,
-        order.reason if reason is _SAME else reason,
-        seq,
+    layout = lay_out(order_id, order.symbol, order.side, order.levels, order.real)
+    settled = attrs.evolve(
+        order,
+        status=_shown(order.status, layout.filled, order.amount),
+        filled=layout.filled,
+        cost=layout.cost,
+        fees=layout.fees,
+        fills=layout.fills,
+        disagreement=layout.disagreement,
+        last_seq=seq,
     )
     client_orders = s.client_orders
-    if client_order_id and client_orders.get(client_order_id) != order_id:
-        client_orders = client_orders.set(client_order_id, order_id)
-    return _state(
+    cid = settled.client_order_id
+    if cid and client_orders.get(cid) != order_id:
+        client_orders = client_orders.set(cid, order_id)
+    stored = _state(
         s,
         seq,
-        cash=cash,
         orders=s.orders.set(order_id, settled),
         requests=requests,
         client_orders=client_orders,
     )
-
-
-def _forward(s: State, seq: int, order: Order, status: str, **changes: Any) -> State:
-    """Store ``order`` at ``status`` if that is further along; never backwards."""
-    return _store(s, seq, order, status=furthest(order.status, status), **changes)
+    money = _settle(stored, settled)
+    if money is not None:
+        stored = _state(stored, seq, cash=money[0], pending=money[1])
+    if layout.disagreement is not None and layout.disagreement != order.disagreement:
+        reason = f"order {order_id}: {layout.disagreement}"
+        stored = _state(
+            stored, seq, anomalies=stored.anomalies.set(seq, Anomaly(seq, "fills", reason))
+        )
+    return stored
 
 
 def _named(
     s: State, order_id: str, client_order_id: str | None, symbol: str
 ) -> tuple[Order, Map[str, Order] | None]:
     """The order to update for a venue report: known by id, or the local request it answers
-    (taken out of ``requests``), or a new one."""
+    (taken out of ``requests``), or a new one. A request's local outcome (refused, no answer)
+    says nothing of the order the venue now reports: its status comes from the venue."""
     order = s.orders.get(order_id)
+    request = s.requests.get(client_order_id) if client_order_id else None
     if order is not None:
         if not client_order_id or order.client_order_id == client_order_id:
             return order, None
-        request = s.requests.get(client_order_id)
         if request is None:
             return attrs.evolve(order, client_order_id=client_order_id), None
         # Known by id first (say from a trade), and now linked to the request it answers.
@@ -338,17 +431,19 @@ def _named(
             order_type=order.order_type or request.order_type,
             price=order.price if order.price is not None else request.price,
             amount=order.amount if order.amount is not None else request.amount,
-            status=furthest(order.status, request.status),
         )
         return merged, s.requests.delete(client_order_id)
-    if client_order_id and client_order_id in s.requests:
-        request = s.requests[client_order_id]
-        return attrs.evolve(request, order_id=order_id), s.requests.delete(client_order_id)
-    return Order(order_id=order_id, client_order_id=client_order_id, symbol=symbol), None
+    if request is not None:
+        named = attrs.evolve(request, order_id=order_id, status=ACKNOWLEDGED, reason=None)
+        return named, s.requests.delete(client_order_id)  # type: ignore[arg-type]
+    return Order(order_id, client_order_id, symbol, status=ACKNOWLEDGED), None
 
 
+@handles(OrderRequested, "client_order_id", "side", "order_type", "amount", "price", "asset")
 def _order_requested(s: State, e: OrderRequested, seq: int) -> State:
     symbol = _known_symbol(s, e.asset)
+    if not s.config.margin and is_contract(symbol):
+        raise Malformed(f"{symbol} is a contract market and the strategy trades spot")
     side = _side(e.side)
     amount = _number(e.amount, "amount", positive=True)
     if e.price is not None:
@@ -362,7 +457,7 @@ def _order_requested(s: State, e: OrderRequested, seq: int) -> State:
         # rounded its amount since; its market and side never change).
         if (known.symbol, known.side) != (symbol, side):
             raise Malformed(f"client order id {cid!r} is reused for a different order")
-        return _advance(s, seq)
+        return advance(s, seq)
     request = Order(
         order_id=None,
         client_order_id=cid,
@@ -376,35 +471,84 @@ def _order_requested(s: State, e: OrderRequested, seq: int) -> State:
     return _state(s, seq, requests=s.requests.set(cid, request))
 
 
-def _local_outcome(status: str) -> Callable[[State, Any, int], State]:
-    def handle(s: State, e: Any, seq: int) -> State:
-        cid = e.client_order_id
-        reason = (
-            getattr(e, "reason", None) or f"{getattr(e, 'error', '')} {getattr(e, 'message', '')}"
-        )
-        if cid is not None and cid in s.requests:
-            request = s.requests[cid]
-            if furthest(request.status, status) == request.status:
-                return _advance(s, seq)
-            updated = attrs.evolve(request, status=status, reason=reason.strip(), last_seq=seq)
-            return _state(s, seq, requests=s.requests.set(cid, updated))
-        order_id = s.client_orders.get(cid) if cid is not None else None
-        if order_id is not None and status == REJECTED:
-            return _forward(s, seq, s.orders[order_id], status, reason=reason.strip())
-        return _advance(s, seq)
-
-    return handle
+_REQUEST_RANK = {REQUESTED: 0, FAILED: 1, REJECTED: 2, ACKNOWLEDGED: 3}
+"""How far a request (not yet named by the venue) is known to have got. A refusal ranks below
+proof that the order exists (an acknowledgement, or a retry refused as a duplicate)."""
 
 
+def _request_outcome(s: State, seq: int, cid: str | None, status: str, reason: str) -> State:
+    """A local outcome of a create request for ``cid``. It never touches an order the venue
+    has named (a refusal of a retry is not a refusal of the order), and a refusal after an
+    attempt that got no answer leaves the request unknown (that attempt may have taken)."""
+    request = s.requests.get(cid) if cid is not None else None
+    if cid is None or request is None:
+        return advance(s, seq)
+    now = request.status
+    if status == REJECTED and now == FAILED:
+        status = FAILED
+    if _REQUEST_RANK[status] < _REQUEST_RANK[now] or (status == now and request.reason):
+        return advance(s, seq)
+    updated = attrs.evolve(request, status=status, reason=reason or None, last_seq=seq)
+    return _state(s, seq, requests=s.requests.set(cid, updated))
+
+
+@handles(LocalCheckFailed, "client_order_id", "reason")
+def _local_check_failed(s: State, e: LocalCheckFailed, seq: int) -> State:
+    return _request_outcome(s, seq, e.client_order_id, REJECTED, e.reason)
+
+
+@handles(OrderRejected, "client_order_id", "error", "message")
+def _order_rejected(s: State, e: OrderRejected, seq: int) -> State:
+    reason = f"{e.error} {e.message}".strip()
+    status = ACKNOWLEDGED if e.error == DUPLICATE_ORDER else REJECTED
+    return _request_outcome(s, seq, e.client_order_id, status, reason)
+
+
+@handles(OrderRequestFailed, "client_order_id", "error", "message")
+def _order_request_failed(s: State, e: OrderRequestFailed, seq: int) -> State:
+    return _request_outcome(s, seq, e.client_order_id, FAILED, f"{e.error} {e.message}".strip())
+
+
+def _symbol_of(s: State, symbol: str | None, order_id: str | None, cid: str | None) -> str:
+    """The symbol a report is about: its own, else the known order's or request's."""
+    if symbol is None:
+        order = s.orders.get(order_id) if order_id else None
+        if order is None and cid:
+            named = s.client_orders.get(cid)
+            order = s.orders.get(named) if named else s.requests.get(cid)
+        symbol = order.symbol if order is not None else None
+    return _known_symbol(s, symbol)
+
+
+@handles(OrderAcknowledged, "client_order_id", "order_id", "asset")
 def _order_acknowledged(s: State, e: OrderAcknowledged, seq: int) -> State:
-    cid = e.client_order_id
-    symbol = e.asset
-    if symbol is None and cid and cid in s.requests:
-        symbol = s.requests[cid].symbol
-    order, requests = _named(s, e.order_id, cid, _known_symbol(s, symbol))
-    return _forward(s, seq, order, ACKNOWLEDGED, requests=requests)
+    symbol = _symbol_of(s, e.asset, e.order_id, e.client_order_id)
+    order, requests = _named(s, e.order_id, e.client_order_id, symbol)
+    if order.symbol != symbol:
+        raise Malformed(f"order {e.order_id} is {order.symbol}, its acknowledgement says {symbol}")
+    status = furthest(order.status, ACKNOWLEDGED)
+    if requests is None and order is s.orders.get(e.order_id) and status == order.status:
+        return advance(s, seq)  # known already: a repeat, or after the order's own report
+    return _store(s, seq, attrs.evolve(order, status=status), requests)
 
 
+@handles(
+    OrderObserved,
+    "order_id",
+    "client_order_id",
+    "asset",
+    "status",
+    "side",
+    "order_type",
+    "price",
+    "amount",
+    "filled",
+    "cost",
+    "average",
+    "fees",
+    "last_trade_timestamp",
+    "last_update_timestamp",
+)
 def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
     if e.order_id is None:
         raise Malformed("no order id")
@@ -423,18 +567,15 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
         cost = _mul(_number(e.average, "average"), filled)
     else:
         raise Malformed("filled without a cost or an average price")
-    fee_known = e.fee_cost is not None
-    fee = _finite(e.fee_cost, "fee") if e.fee_cost is not None else ZERO  # rebates: < 0
-    status = e.status
-    order, requests = _named(s, e.order_id, e.client_order_id, symbol)
+    fee_known = e.fees is not None
+    fees = _fees(e.fees) if e.fees is not None else ()
     if e.price is not None:
         _finite(e.price, "price")
+    order, requests = _named(s, e.order_id, e.client_order_id, symbol)
     if order.symbol != symbol:
         raise Malformed(f"order {e.order_id} was {order.symbol}, now reported as {symbol}")
     changes: dict[str, Any] = {}
-    report = Report(
-        filled, status, cost, e.fee_cost, amount, e.price, e.side, e.order_type, e.fee_currency
-    )
+    report = Report(filled, e.status, cost, fee_known, fees, amount, e.price, e.side, e.order_type)
     best = order.best
     if best != report and (
         best is None
@@ -446,35 +587,44 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
             order_type=e.order_type or order.order_type,
             price=e.price if e.price is not None else order.price,
             amount=amount,
-            fee_currency=e.fee_currency or order.fee_currency,
             best=report,
         )
     else:  # not the best report, but it may still say what nothing else has
-        for name in ("side", "order_type", "fee_currency"):
+        for name in ("side", "order_type"):
             if getattr(order, name) is None and getattr(e, name) is not None:
                 changes[name] = getattr(e, name)
         if order.price is None and e.price is not None:
             changes["price"] = e.price
-    level = Level(filled, cost, fee, fee_known)
-    status = furthest(order.status, status)
-    if (
-        not changes
-        and requests is None
-        and status == order.status
-        and (filled == 0 or level in order.levels)
-        and (not e.client_order_id or e.client_order_id == order.client_order_id)
-        and order.order_id in s.orders
-    ):
+    status = furthest(order.status, e.status)
+    if status != order.status:
+        changes["status"] = status
+    if filled > 0:
+        level = Level(filled, cost, fee_known, fees)
+        ms = e.last_trade_timestamp
+        when = When(ms if ms is not None else e.last_update_timestamp, seq)
+        known = order.levels.get(level)
+        if known is None or known.earliest(when) != known:
+            changes["levels"] = order.levels.set(
+                level, when if known is None else known.earliest(when)
+            )
+    if not changes and requests is None and order is s.orders.get(e.order_id):
         return advance(s, seq)  # a repeat of what is known (a polling watcher's view)
-    if filled > 0 and level not in order.levels:
-        changes["levels"] = order.levels.set(level, True)
-        if level > order.top:
-            changes["top"] = level
-        if fee_known and level > order.fee_level:
-            changes["fee_level"] = level
-    return _store(s, seq, order, requests=requests, status=status, **changes)
+    return _store(s, seq, attrs.evolve(order, **changes), requests)
 
 
+@handles(
+    TradeObserved,
+    "trade_id",
+    "order_id",
+    "client_order_id",
+    "asset",
+    "side",
+    "price",
+    "amount",
+    "cost",
+    "fees",
+    "exchange_ts",
+)
 def _trade_observed(s: State, e: TradeObserved, seq: int) -> State:
     if e.trade_id is None:
         raise Malformed("no trade id (a trade without one cannot be told from a repeat)")
@@ -488,90 +638,57 @@ def _trade_observed(s: State, e: TradeObserved, seq: int) -> State:
         cost = _mul(_number(e.price, "price"), amount)
     else:
         raise Malformed("no cost and no price")
-    fee = ZERO if e.fee_cost is None else _finite(e.fee_cost, "fee")  # rebates: < 0
+    fees = _fees(e.fees or ())
     order, requests = _named(s, e.order_id, e.client_order_id, symbol)
     if order.symbol != symbol:
         raise Malformed(f"order {e.order_id} is {order.symbol}, its trade says {symbol}")
     known = order.real.get(e.trade_id)
     if known is not None:  # a repeat (a REST backfill of a streamed trade, say)
-        if (known.amount, known.cost, known.fee_cost) != (amount, cost, fee):
+        if (known.amount, known.cost, known.fees) != (amount, cost, fees):
             raise Malformed(f"trade {e.trade_id} reported again with other amounts")
-        return _advance(s, seq)
+        if requests is None:
+            return advance(s, seq)
     fill = Fill(
         order_id=e.order_id,
         symbol=symbol,
         side=e.side,
         amount=amount,
         cost=cost,
-        fee_cost=fee,
-        fee_currency=e.fee_currency,
+        fees=fees,
         trade_id=e.trade_id,
         emulated=False,
-        seq=seq,
         exchange_ts=e.exchange_ts,
+        seq=seq if known is None else known.seq,
     )
-    real_total = order.real_total
     return _store(
         s,
         seq,
-        order,
-        requests=requests,
-        real=order.real.set(e.trade_id, fill),
-        real_total=Level(
-            _add(real_total.filled, amount), _add(real_total.cost, cost), _add(real_total.fee, fee)
+        attrs.evolve(
+            order,
+            real=order.real.set(e.trade_id, fill),
+            side=order.side or fill.side,
+            status=furthest(order.status, OPEN),
         ),
-        side=order.side or fill.side,
-        fee_currency=order.fee_currency or fill.fee_currency,
-        status=furthest(order.status, OPEN),
+        requests,
     )
 
 
+@handles(CancelObserved, "order_id", "client_order_id", "status")
 def _cancel_observed(s: State, e: CancelObserved, seq: int) -> State:
     order_id = e.order_id or (s.client_orders.get(e.client_order_id) if e.client_order_id else None)
     if order_id is None or order_id not in s.orders:
-        return _advance(s, seq)  # the order's own report will follow
+        return advance(s, seq)  # the order's own report will follow
     if e.status is not None and e.status not in TERMINAL:
-        return _advance(s, seq)  # a cancel under way: the order's own reports will tell
-    return _forward(s, seq, s.orders[order_id], e.status or CANCELED)
+        return advance(s, seq)  # a cancel under way: the order's own reports will tell
+    order = s.orders[order_id]
+    status = furthest(order.status, e.status or CANCELED)
+    if status == order.status:
+        return advance(s, seq)
+    return _store(s, seq, attrs.evolve(order, status=status))
 
 
 # ---------------------------------------------------------------------------------------------
-# Balances, positions, prices, configuration, watchers
-
-
-def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
-    wanted = s.config.currencies()
-    if s.config.margin:
-        wanted = frozenset({s.config.main_currency}) if s.config.main_currency else frozenset()
-    with s.cash.mutate() as cash:  # one new map for the whole report
-        for balance in e.balances:
-            currency = balance.currency
-            if currency not in wanted:
-                continue
-            total, free, used = balance.total, balance.free, balance.used
-            if total is None and free is not None and used is not None:
-                total = _add(free, used)
-            if total is None:
-                raise Malformed(f"{currency}: no total")
-            if not (total.is_finite() and (free is None or free.is_finite())):
-                raise Malformed(f"{currency}: total {total}, free {free}")
-            if free is None:
-                free = total
-            if used is None:
-                used = _sub(total, free)
-            elif not used.is_finite():
-                raise Malformed(f"{currency}: used {used}")
-            old = cash.get(currency)
-            if old is None or (old.total, old.free, old.used) != (total, free, used):
-                cash[currency] = Cash(total, free, used)
-        updated = cash.finish()
-    return _state(s, seq, cash=updated)
-
-
-def _finite(value: Decimal, name: str) -> Decimal:
-    if not value.is_finite():
-        raise Malformed(f"{name} is {value}")
-    return value
+# Positions, prices, configuration, watchers
 
 
 _POSITION_NUMBERS = (
@@ -586,20 +703,43 @@ _POSITION_NUMBERS = (
 )
 
 
+@handles(
+    PositionObserved,
+    "asset",
+    "side",
+    "contracts",
+    *_POSITION_NUMBERS,
+    "margin_mode",
+    "hedged",
+)
 def _position_observed(s: State, e: PositionObserved, seq: int) -> State:
+    """A flat report (no side, no contracts) closes the market's positions; in one-way mode
+    (not ``hedged``) a report of one side also closes the other (a flip long -> short)."""
     symbol = _known_symbol(s, e.asset)
-    if e.side not in ("long", "short"):
-        raise Malformed(f"side is {e.side!r}, must be 'long' or 'short'")
-    contracts = _number(e.contracts, "contracts")
     for name in _POSITION_NUMBERS:
         value = getattr(e, name)
         if value is not None and not value.is_finite():
             raise Malformed(f"{name} is {value}")
+    held = s.positions
+    if not e.side:
+        if e.contracts is not None and e.contracts != 0:
+            raise Malformed(f"{e.contracts} contracts on no side")
+        positions = held.delete((symbol, "long")) if (symbol, "long") in held else held
+        if (symbol, "short") in positions:
+            positions = positions.delete((symbol, "short"))
+        return advance(s, seq) if positions is held else _state(s, seq, positions=positions)
+    if e.side not in ("long", "short"):
+        raise Malformed(f"side is {e.side!r}, must be 'long' or 'short'")
+    contracts = _number(e.contracts, "contracts")
+    positions = held
+    other = (symbol, "short" if e.side == "long" else "long")
+    if e.hedged is not True and other in positions:
+        positions = positions.delete(other)
     key = (symbol, e.side)
     if contracts == 0:
-        if key not in s.positions:
-            return _advance(s, seq)
-        return _state(s, seq, positions=s.positions.delete(key))
+        if key in positions:
+            positions = positions.delete(key)
+        return advance(s, seq) if positions is held else _state(s, seq, positions=positions)
     position = Position(
         symbol=symbol,
         side=e.side,
@@ -615,15 +755,16 @@ def _position_observed(s: State, e: PositionObserved, seq: int) -> State:
         margin_mode=e.margin_mode,
         seq=seq,
     )
-    return _state(s, seq, positions=s.positions.set(key, position))
+    return _state(s, seq, positions=positions.set(key, position))
 
 
 def _price(s: State, symbol: str | None, price: Decimal | None, seq: int) -> State:
     if symbol is None or price is None or not price.is_finite() or price <= 0:
-        return _advance(s, seq)
+        return advance(s, seq)
     return State(seq, s.config, s.last_price.set(symbol, price), s.account, s.book, s.health)
 
 
+@handles(TickerObserved, "asset", "last", "bid", "ask")
 def _ticker_observed(s: State, e: TickerObserved, seq: int) -> State:
     price = e.last
     bid, ask = e.bid, e.ask
@@ -638,118 +779,62 @@ def _ticker_observed(s: State, e: TickerObserved, seq: int) -> State:
     return _price(s, e.asset, price, seq)
 
 
+@handles(OHLCVObserved, "asset", "close")
 def _ohlcv_observed(s: State, e: OHLCVObserved, seq: int) -> State:
     return _price(s, e.asset, e.close, seq)
 
 
+@handles(StrategyStarted, "main_currency", "universe", "margin", "exchange", "strategy")
 def _strategy_started(s: State, e: StrategyStarted, seq: int) -> State:
-    config = Config(e.main_currency, e.universe, e.margin, e.exchange, e.strategy, True)
-    return _state(s, seq, config=config)
+    universe = tuple(e.universe)
+    config = Config(e.main_currency, universe, e.margin, e.exchange, e.strategy, True)
+    started = _state(s, seq, config=config)
+    contracts = contract_symbols(universe)
+    if not e.margin and contracts:
+        reason = (
+            f"contract markets {', '.join(contracts)} in a spot strategy (margin=False): "
+            "their fills move no cash"
+        )
+        return _state(started, seq, anomalies=s.anomalies.set(seq, Anomaly(seq, e.kind, reason)))
+    return started
 
 
+@handles(StrategyStopped)
 def _strategy_stopped(s: State, e: StrategyStopped, seq: int) -> State:
     return _state(s, seq, config=attrs.evolve(s.config, running=False))
 
 
-def _watcher(status: str) -> Callable[[State, Any, int], State]:
-    def handle(s: State, e: Any, seq: int) -> State:
-        old = s.watchers.get(e.watcher)
-        counted = old is not None and old.since_seq >= seq  # already folded: idempotent
-        if counted:
-            return _advance(s, seq)
-        errors = old.errors if old else 0
-        gaps = old.gaps if old else 0
-        last_error = old.last_error if old else None
-        if status == "error":
-            errors += 1
-            last_error = f"{e.error}: {e.message}".strip(": ")
-        elif status == "reconnected":
-            gaps += 1
-        health = WatcherHealth(status, seq, errors, gaps, last_error)
-        return _state(s, seq, watchers=s.watchers.set(e.watcher, health))
-
-    return handle
+def _watcher(s: State, seq: int, watcher: str, status: str, error: str | None = None) -> State:
+    old = s.watchers.get(watcher)
+    if old is not None and old.since_seq >= seq:
+        return advance(s, seq)  # already folded: idempotent
+    errors = old.errors if old else 0
+    gaps = old.gaps if old else 0
+    last_error = old.last_error if old else None
+    if status == "error":
+        errors += 1
+        last_error = error
+    elif status == "reconnected":
+        gaps += 1
+    health = WatcherHealth(status, seq, errors, gaps, last_error)
+    return _state(s, seq, watchers=s.watchers.set(watcher, health))
 
 
-_HANDLERS: dict[type, Callable[[State, Any, int], State]] = {
-    StrategyStarted: _strategy_started,
-    StrategyStopped: _strategy_stopped,
-    OrderRequested: _order_requested,
-    LocalCheckFailed: _local_outcome(FAILED),
-    OrderAcknowledged: _order_acknowledged,
-    OrderRejected: _local_outcome(REJECTED),
-    OrderRequestFailed: _local_outcome(FAILED),
-    OrderObserved: _order_observed,
-    TradeObserved: _trade_observed,
-    CancelObserved: _cancel_observed,
-    BalanceObserved: _balance_observed,
-    PositionObserved: _position_observed,
-    TickerObserved: _ticker_observed,
-    OHLCVObserved: _ohlcv_observed,
-    WatcherStarted: _watcher("running"),
-    WatcherStopped: _watcher("stopped"),
-    WatcherError: _watcher("error"),
-    WatcherReconnected: _watcher("reconnected"),
-}
-
-FIELDS_READ: dict[type, tuple[str, ...]] = {
-    StrategyStarted: ("main_currency", "universe", "margin", "exchange", "strategy"),
-    StrategyStopped: (),
-    OrderRequested: ("client_order_id", "side", "order_type", "amount", "price", "asset"),
-    LocalCheckFailed: ("client_order_id", "reason"),
-    OrderAcknowledged: ("client_order_id", "order_id", "asset"),
-    OrderRejected: ("client_order_id", "error", "message"),
-    OrderRequestFailed: ("client_order_id", "error", "message"),
-    OrderObserved: (
-        "order_id",
-        "client_order_id",
-        "asset",
-        "status",
-        "side",
-        "order_type",
-        "price",
-        "amount",
-        "filled",
-        "cost",
-        "average",
-        "fee_cost",
-        "fee_currency",
-        "exchange_ts",
-    ),
-    TradeObserved: (
-        "trade_id",
-        "order_id",
-        "client_order_id",
-        "asset",
-        "side",
-        "price",
-        "amount",
-        "cost",
-        "fee_cost",
-        "fee_currency",
-        "exchange_ts",
-    ),
-    CancelObserved: ("order_id", "client_order_id", "status"),
-    BalanceObserved: ("balances",),
-    PositionObserved: ("asset", "side", "contracts", *_POSITION_NUMBERS, "margin_mode"),
-    TickerObserved: ("asset", "last", "bid", "ask"),
-    OHLCVObserved: ("asset", "close"),
-    WatcherStarted: ("watcher",),
-    WatcherStopped: ("watcher",),
-    WatcherError: ("watcher", "error", "message"),
-    WatcherReconnected: ("watcher",),
-}
-"""The fields each handled kind's handler reads (besides ``seq`` and the class's ``kind``).
-Replay decodes only these (eventsrc.replay); the replay-equals-live law test holds it to it."""
-assert FIELDS_READ.keys() == _HANDLERS.keys()
+@handles(WatcherStarted, "watcher")
+def _watcher_started(s: State, e: WatcherStarted, seq: int) -> State:
+    return _watcher(s, seq, e.watcher, "running")
 
 
-def handles(cls: type[Event]) -> bool:
-    """Whether folding events of ``cls`` can change more than the seq."""
-    return cls in _HANDLERS
+@handles(WatcherStopped, "watcher")
+def _watcher_stopped(s: State, e: WatcherStopped, seq: int) -> State:
+    return _watcher(s, seq, e.watcher, "stopped")
 
 
-def read_as(view: type, cls: type[Event]) -> None:
-    """Fold objects of ``view`` (carrying ``FIELDS_READ[cls]``, ``seq`` and ``kind``) exactly
-    as events of ``cls``: same handler, same function."""
-    _HANDLERS[view] = _HANDLERS[cls]
+@handles(WatcherError, "watcher", "error", "message")
+def _watcher_error(s: State, e: WatcherError, seq: int) -> State:
+    return _watcher(s, seq, e.watcher, "error", f"{e.error}: {e.message}".strip(": "))
+
+
+@handles(WatcherReconnected, "watcher")
+def _watcher_reconnected(s: State, e: WatcherReconnected, seq: int) -> State:
+    return _watcher(s, seq, e.watcher, "reconnected")

@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import typing
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import msgspec
 import numpy as np
 
-from eventsrc.codec import Codec, stamp
+from eventsrc.clock import datetime_ns
+from eventsrc.codec import Codec, stamp, state_hash
 from eventsrc.errors import TraceCorrupted
 from eventsrc.events import Checkpoint, Event
-from eventsrc.reducer import FIELDS_READ, advance, handles, read_as, reduce
+from eventsrc.reducer import READS, advance, reduce
 from eventsrc.snapshot import load_snapshot, snapshot_seqs
-from eventsrc.state import State, state_hash
+from eventsrc.state import State
 from eventsrc.trace.segment import ENVELOPE_SIZE
 
 if TYPE_CHECKING:
@@ -55,9 +54,7 @@ def _until_seq(trace: Trace, until: int | dt.datetime | None) -> int:
     if until is None:
         return last
     if isinstance(until, dt.datetime):
-        if until.tzinfo is None:
-            raise ValueError("until must be an aware datetime (with a timezone)")
-        ns = int(until.timestamp() * 1_000_000_000)
+        ns = datetime_ns(until, "until")
         later = np.flatnonzero(trace.column("ts") > ns)
         return int(later[0]) - 1 if len(later) else last
     if isinstance(until, bool) or not isinstance(until, int):
@@ -84,44 +81,23 @@ def replay_from_trace(
 
 
 # ---------------------------------------------------------------------------------------------
-# The fast fold: the same reduce, fed views that decode only what its handlers read
-
-
-def _view(cls: type[Event]) -> type[msgspec.Struct]:
-    """A Struct with the fields ``reduce`` reads from ``cls`` (plus ``seq``), registered to be
-    folded exactly as ``cls``. Decoding into it skips the raw payload and everything else."""
-    view = _views.get(cls)
-    if view is None:
-        hints = typing.get_type_hints(cls)
-        defaults = {a.name: a.default for a in attrs.fields(cls)}
-        fields: list[tuple[str, Any, Any]] = []
-        for name in FIELDS_READ[cls]:
-            default = defaults[name]
-            fields.append((name, hints[name], None if default is attrs.NOTHING else default))
-        fields.append(("seq", int | None, None))
-        view = msgspec.defstruct(f"{cls.__name__}View", fields, kw_only=True)
-        view.kind = cls.kind  # type: ignore[attr-defined]
-        read_as(view, cls)
-        _views[cls] = view
-    return view
-
-
-_views: dict[type[Event], type[msgspec.Struct]] = {}
+# The fold: the same reduce, fed the views the codec decodes straight from the stored bytes
 
 
 def _decoders(trace: Trace, codec: Codec) -> list[tuple[Callable[[Any], Any], bool] | None]:
     """By kind code: how to decode a payload for ``reduce`` and whether the result is a view
-    (whose ``seq`` is set) or a full, frozen event (stamped); None for kinds that change
-    nothing but the seq."""
+    (whose ``seq`` is set) or a full, frozen event (stamped: a kind written at an older schema
+    version, upgraded on the way, or unknown here); None for kinds that change nothing but the
+    seq."""
     found: list[tuple[Callable[[Any], Any], bool] | None] = []
     for name, version in trace.code_table("kind"):
         info = codec.registry.by_name(name)
-        if info is not None and info.version == version:
-            if not handles(info.cls):
-                found.append(None)
-            else:
-                found.append((msgspec.msgpack.Decoder(_view(info.cls)).decode, True))
-        else:  # an older schema (upgraded) or a kind unknown here: the full, slow decode
+        view = codec.view_decoder(name, version, READS)
+        if view is not None:
+            found.append((view, True))
+        elif info is not None and info.version == version:
+            found.append(None)  # a kind the reducer does not read
+        else:
             found.append((codec.decoder(name, version), False))
     return found
 
@@ -184,9 +160,7 @@ def trace_tail(
     if since is None:
         return events
     if isinstance(since, dt.datetime):
-        if since.tzinfo is None:
-            raise ValueError("since must be an aware datetime (with a timezone)")
-        ns = int(since.timestamp() * 1_000_000_000)
+        ns = datetime_ns(since, "since")
         return [e for e in events if e.ts is not None and e.ts >= ns]
     return [e for e in events if e.seq is not None and e.seq >= since]
 

@@ -17,17 +17,15 @@ and the fingerprint check is what keeps such a snapshot from outliving the event
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, get_args, get_origin
 
 import google_crc32c
 import msgspec
-from immutables import Map
 
+from eventsrc.codec import decode_state, encode_state
 from eventsrc.reducer import REDUCER_VERSION
 from eventsrc.state import State
 from eventsrc.trace import Trace
@@ -37,31 +35,6 @@ __all__ = ["load_snapshot", "save_snapshot", "snapshot_seqs"]
 
 log = logging.getLogger("eventsrc.snapshot")
 SNAPSHOT_FORMAT = 3
-
-
-def _encode_map(value: Any) -> Any:
-    if isinstance(value, Map):
-        return list(value.items())
-    raise NotImplementedError(f"cannot snapshot a {type(value).__name__}")
-
-
-def _decode_map(type_: Any, value: Any) -> Any:
-    if type_ is Map or get_origin(type_) is Map:
-        pairs = msgspec.convert(value, _pairs_of(type_), dec_hook=_decode_map)
-        return Map(pairs)
-    raise NotImplementedError(f"cannot load a {type_!r} from a snapshot")
-
-
-@functools.cache
-def _pairs_of(map_type: Any) -> Any:
-    """``list[tuple[K, V]]`` for ``Map[K, V]``: one object per map type, so msgspec's type
-    cache holds (a new alias per call made it re-analyse the type every time)."""
-    key_type, value_type = get_args(map_type) or (Any, Any)
-    return list[tuple[key_type, value_type]]  # type: ignore[valid-type]
-
-
-_state_encoder = msgspec.msgpack.Encoder(enc_hook=_encode_map)
-_state_decoder = msgspec.msgpack.Decoder(State, dec_hook=_decode_map)
 
 
 class _Snapshot(msgspec.Struct):
@@ -96,7 +69,7 @@ def save_snapshot(trace: Trace, state: State) -> Path:
         trace.flush()
     directory = _directory(trace)
     directory.mkdir(exist_ok=True)
-    body = _state_encoder.encode(state)
+    body = encode_state(state)
     doc = _Snapshot(
         SNAPSHOT_FORMAT,
         REDUCER_VERSION,
@@ -143,7 +116,7 @@ def load_snapshot(trace: Trace, seq: int) -> State | None:
         log.warning("snapshot %s describes events this trace no longer holds; ignored", path.name)
         return None
     try:
-        state = _state_decoder.decode(doc.state)
+        state = decode_state(doc.state)
     except (msgspec.DecodeError, msgspec.ValidationError, NotImplementedError, TypeError):
         log.warning("snapshot %s is unreadable; replaying from the events instead", path)
         return None

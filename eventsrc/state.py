@@ -1,29 +1,33 @@
 """Strategy state: an immutable value, the fold of ``reduce`` over a trace.
 
-Numeric model: every amount, price, cost and fee is a ``decimal.Decimal`` and all arithmetic on
-them runs in ``EXACT``, a decimal context with 200 significant digits and traps on, so sums of
-any number of partial fills equal the venue's totals exactly (no float, no silent rounding).
-Only averages (a division) are rounded, and they are derived, never accumulated.
+Numeric model: every amount, price, cost and fee is a ``decimal.Decimal``, and all money
+arithmetic runs in ``EXACT``, a decimal context of 200 significant digits that traps
+``Inexact``: a sum or product that would have to round raises (and the reducer records an
+anomaly) instead of silently losing a digit. Only derived ratios (an average price) are rounded,
+in ``DERIVED``, and they are never accumulated.
 
-Collections are ``immutables.Map`` (persistent hash maps): changing one entry costs ~0.5 us
-and shares the rest. State is a frozen attrs class; ``state_hash`` is a stable digest of its
-canonical serialization, which checkpoints record and ``verify`` compares.
+Cash (see ``Account``): a currency's cash is the venue's last balance report of it plus the
+effect of the fills that report cannot include (those after it), so neither arrival order nor a
+balance report that already includes a fill makes a fill count twice.
+
+Collections are ``immutables.Map`` (persistent hash maps): changing one entry costs ~0.5 us and
+shares the rest. Fields that only say which event last touched a value (``seq``) are left out
+of equality, so the same state is equal whatever order its reports arrived in.
 """
 
 from __future__ import annotations
 
 import decimal
 import functools
-import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
 
 import attrs
-import msgspec
 from immutables import Map
 
 __all__ = [
+    "DERIVED",
     "EXACT",
     "ZERO",
     "Account",
@@ -31,22 +35,27 @@ __all__ = [
     "Book",
     "Cash",
     "Config",
+    "Fees",
     "Fill",
     "Health",
+    "Level",
     "Order",
     "Position",
+    "Reported",
     "State",
     "WatcherHealth",
-    "state_hash",
+    "When",
 ]
 
 EXACT = decimal.Context(
     prec=200,
     Emax=999_999,
     Emin=-999_999,
-    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow, decimal.Inexact],
 )
-"""The context all money arithmetic of the reducer runs in: wide enough to be exact."""
+"""The context all money arithmetic runs in: wide enough to be exact, and an error if not."""
+DERIVED = decimal.Context(prec=34, traps=[decimal.InvalidOperation, decimal.Overflow])
+"""The context of derived ratios (average prices): rounded to 34 digits, never summed."""
 ZERO = Decimal(0)
 
 K = TypeVar("K")
@@ -74,8 +83,9 @@ STATUS_RANK = {
     CANCELED: (4, 2),
     CLOSED: (4, 3),
 }
-"""Progress of each status; an order's status is the furthest ever reported for it (so the
-order in which reports arrive does not matter). Terminal ties are broken by a fixed order."""
+"""Progress of each status a venue reports; an order's status is the furthest ever reported
+for it (so the order in which reports arrive does not matter). Terminal ties are broken by a
+fixed order."""
 
 
 def furthest(a: str, b: str) -> str:
@@ -83,14 +93,57 @@ def furthest(a: str, b: str) -> str:
     return b if STATUS_RANK[b] > STATUS_RANK[a] else a
 
 
+# ---------------------------------------------------------------------------------------------
+# Fees: per currency
+
+
+Fees = tuple[tuple[str, Decimal], ...]
+"""Fees per currency, sorted by currency, no zero entries; ``""`` is a fee whose currency the
+venue did not name (kept, never charged to any cash)."""
+NO_FEES: Fees = ()
+
+
+def fees_of(pairs: Iterable[tuple[str, Decimal]]) -> Fees:
+    """Fees summed per currency (exactly), sorted, zeros dropped."""
+    sums: dict[str, Decimal] = {}
+    for currency, cost in pairs:
+        sums[currency] = EXACT.add(sums.get(currency, ZERO), cost)
+    return tuple(sorted((c, v) for c, v in sums.items() if v))
+
+
+def fees_plus(a: Fees, b: Fees) -> Fees:
+    return fees_of((*a, *b)) if b else a
+
+
+def fees_minus(a: Fees, b: Fees) -> Fees:
+    return fees_of((*a, *((c, EXACT.minus(v)) for c, v in b))) if b else a
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+
+
 @attrs.frozen
 class Cash:
-    """One currency's balance (ccxt total/free/used), plus fills folded since the venue last
-    reported it (spot: the venue's next balance report replaces it)."""
+    """One currency's balance (ccxt total/free/used): the venue's last report of it, moved by
+    the fills it cannot include. ``total`` is exact; how a fill splits between ``free`` and
+    ``used`` only the next report tells (fills here move ``free``)."""
 
     total: Decimal = ZERO
     free: Decimal = ZERO
     used: Decimal = ZERO
+
+
+@attrs.frozen
+class Reported:
+    """A currency's balance as the venue last reported it, and as of when: ``ms`` (the venue's
+    time) when it said, else the report's place in the trace (``seq``)."""
+
+    total: Decimal
+    free: Decimal
+    used: Decimal
+    ms: int | None
+    seq: int = attrs.field(eq=False)
 
 
 @attrs.frozen
@@ -109,45 +162,66 @@ class Position:
     initial_margin: Decimal | None = None
     unrealized_pnl: Decimal | None = None
     margin_mode: str | None = None
-    seq: int = -1
+    seq: int = attrs.field(default=-1, eq=False)
 
 
 @attrs.frozen
 class Fill:
     """One execution of an order: a real trade from the venue, or one emulated from the
-    progress of the order's cumulative totals (``emulated=True``, ``trade_id`` None)."""
+    progress of the order's cumulative totals (``emulated=True``, ``trade_id`` None).
+
+    ``exchange_ts`` is when the venue made it (ms), if known; ``seq`` the first event that
+    showed it (its trade, or a report of the order's totals that includes it). An emulated
+    fill with no amount only carries fees the venue reported beyond what its amounts explain.
+    """
 
     order_id: str
     symbol: str
     side: str | None
     amount: Decimal
     cost: Decimal
-    fee_cost: Decimal
-    fee_currency: str | None
+    fees: Fees
     trade_id: str | None
     emulated: bool
-    seq: int = attrs.field(eq=False)
-    """The event that last produced this fill (not part of equality: a fill is the same
-    whichever event brought it)."""
     exchange_ts: int | None = None
+    seq: int = attrs.field(default=-1, eq=False)
 
     @property
     def price(self) -> Decimal | None:
         """The fill's average price (cost / amount)."""
-        return self.cost / self.amount if self.amount else None
+        return DERIVED.divide(self.cost, self.amount) if self.amount else None
+
+    def fee(self, currency: str) -> Decimal:
+        """The fee charged in ``currency`` (0 if none)."""
+        return dict(self.fees).get(currency, ZERO)
 
 
 class Level(NamedTuple):
     """One cumulative progress point of an order as the venue reported it. A tuple: levels
     are compared, ordered and hashed on every report, and tuples do that in C.
 
-    ``fee_known`` is False when the report said nothing of fees (``fee`` is then 0): an
+    ``fee_known`` is False when the report said nothing of fees (``fees`` is then empty): an
     unknown fee is not a fee of zero, and must not undo fees known from trades."""
 
     filled: Decimal
     cost: Decimal
-    fee: Decimal
     fee_known: bool = True
+    fees: Fees = NO_FEES
+
+
+@attrs.frozen
+class When:
+    """When a level was first true at the venue: ``ms`` (its last trade's time, as the venue
+    said) if known, and the event that first reported it."""
+
+    ms: int | None
+    seq: int = attrs.field(eq=False)
+
+    def earliest(self, other: When) -> When:
+        ms = (
+            self.ms if other.ms is None else other.ms if self.ms is None else min(self.ms, other.ms)
+        )
+        return When(ms, min(self.seq, other.seq))
 
 
 def _none_last(value: Any) -> tuple[int, Any]:
@@ -164,40 +238,37 @@ class Report(NamedTuple):
     filled: Decimal
     status: str
     cost: Decimal
-    fee: Decimal | None
+    fee_known: bool
+    fees: Fees
     amount: Decimal | None
     price: Decimal | None
     side: str | None
     order_type: str | None
-    fee_currency: str | None
 
     def rank(self) -> tuple[Any, ...]:
         return (
             self.filled,
             STATUS_RANK[self.status],
             self.cost,
-            _none_last(self.fee),
+            self.fee_known,
+            self.fees,
             _none_last(self.amount),
             _none_last(self.price),
             self.status,
             _none_last(self.side),
             _none_last(self.order_type),
-            _none_last(self.fee_currency),
         )
-
-
-NO_LEVEL = Level(ZERO, ZERO, ZERO)
 
 
 @attrs.frozen
 class Order:
     """An order and its lifecycle.
 
-    ``filled``, ``cost`` and ``fee_cost`` are the order's totals: the venue's highest reported
-    cumulative values, or the sums of its real trades where those are ahead. ``trades`` are
-    its fills: real trades, then emulated ones for whatever the real trades do not explain
-    (see eventsrc.fills). Updating an order costs O(1) however many fills it has; ``trades``
-    is computed when asked for.
+    ``fills`` are its executions: real trades, and fills emulated for whatever of the venue's
+    reported totals the real trades do not explain (see eventsrc.fills). ``filled``, ``cost``
+    and ``fees`` are always the sums of ``fills``: the venue's furthest reported totals, or the
+    real trades' where those are ahead (or disagree at the same amount: the trades are taken,
+    and the difference recorded as an anomaly).
     """
 
     order_id: str | None
@@ -210,42 +281,40 @@ class Order:
     status: str = REQUESTED
     filled: Decimal = ZERO
     cost: Decimal = ZERO
-    fee_cost: Decimal = ZERO
-    fee_currency: str | None = None
-    levels: Map[Level, bool] = attrs.field(factory=Map)
-    """Every distinct cumulative point the venue reported (a set)."""
-    top: Level = NO_LEVEL
-    """The furthest of ``levels``."""
-    fee_level: Level = NO_LEVEL
-    """The furthest of ``levels`` that reported a fee."""
+    fees: Fees = NO_FEES
+    fills: tuple[Fill, ...] = ()
+    levels: Map[Level, When] = attrs.field(factory=Map)
+    """Every distinct cumulative point the venue reported, and when it was first true."""
     real: Map[str, Fill] = attrs.field(factory=Map)
     """Real trades by trade id."""
-    real_total: Level = NO_LEVEL
-    """The sums of the real trades."""
     best: Report | None = None
     """The highest-ranked venue report folded so far."""
-    accounted: Level = NO_LEVEL
-    """The totals already applied to cash (spot)."""
     reason: str | None = None
+    """Why a request failed or was refused, as the venue or the local check said."""
+    disagreement: str | None = None
+    """Where the venue's reports and its trades disagree (the trades are taken), if they do."""
     last_seq: int = attrs.field(default=-1, eq=False)
     """The event that last changed the order (not part of equality: the same order is the
     same whatever order its reports arrived in)."""
 
     @property
     def trades(self) -> tuple[Fill, ...]:
-        """The order's fills: real trades by time, then emulated fills by level."""
-        from eventsrc.fills import fills_of
-
-        return fills_of(self)
+        """The order's fills (an alias of ``fills``, in Planar's word)."""
+        return self.fills
 
     @property
     def average(self) -> Decimal | None:
         """Average fill price: cost / filled (None before any fill)."""
-        return self.cost / self.filled if self.filled else None
+        return DERIVED.divide(self.cost, self.filled) if self.filled else None
 
     @property
     def remaining(self) -> Decimal | None:
-        return None if self.amount is None else self.amount - self.filled
+        """Amount not filled yet, exactly (None if the amount is unknown)."""
+        return None if self.amount is None else EXACT.subtract(self.amount, self.filled)
+
+    def fee(self, currency: str) -> Decimal:
+        """The fees charged in ``currency`` so far (0 if none)."""
+        return dict(self.fees).get(currency, ZERO)
 
 
 @attrs.frozen
@@ -260,7 +329,7 @@ class WatcherHealth:
 
 @attrs.frozen
 class Anomaly:
-    """A malformed observation: recorded, and otherwise changing nothing."""
+    """Something wrong in an observation, or between observations: recorded, never raised."""
 
     seq: int
     kind: str
@@ -310,16 +379,33 @@ def split_symbol(symbol: str) -> tuple[str | None, str | None, str | None]:
     return base, quote, settle.split("-")[0] or None
 
 
+def is_contract(symbol: str) -> bool:
+    """Whether ``symbol`` is a contract market (a swap or future: ccxt writes its settlement
+    currency after a colon). Its fills move no spot cash; the market decides, not the flag."""
+    return ":" in symbol
+
+
 def _empty() -> Map[Any, Any]:
     return Map()
 
 
 @attrs.frozen
 class Account:
-    """What the strategy holds: cash per currency, positions per (symbol, side)."""
+    """What the strategy holds.
+
+    - ``cash``: per currency, what the strategy sees: ``reported`` plus ``pending``.
+    - ``reported``: per currency, the venue's latest balance report of it (latest by the
+      venue's time where both reports say it, else by arrival).
+    - ``pending``: per currency, per order id, the effect on that currency of the order's
+      spot fills that its latest report cannot include: fills dated after the report (or,
+      without dates, folded after it). A new report of the currency drops what it includes.
+    - ``positions``: per (symbol, side).
+    """
 
     cash: Map[str, Cash] = attrs.field(factory=_empty)
     positions: Map[tuple[str, str], Position] = attrs.field(factory=_empty)
+    reported: Map[str, Reported] = attrs.field(factory=_empty)
+    pending: Map[str, Map[str, Decimal]] = attrs.field(factory=_empty)
 
 
 @attrs.frozen
@@ -429,8 +515,8 @@ class TradesBySymbol(Mapping[str, tuple[Fill, ...]]):
     def _by_symbol(self) -> dict[str, list[Fill]]:
         found: dict[str, list[Fill]] = {}
         for order in self._state.orders.values():
-            if order.trades:
-                found.setdefault(order.symbol, []).extend(order.trades)
+            if order.fills:
+                found.setdefault(order.symbol, []).extend(order.fills)
         for fills in found.values():
             fills.sort(key=lambda f: (f.seq, f.emulated, f.trade_id or ""))
         return found
@@ -446,28 +532,3 @@ class TradesBySymbol(Mapping[str, tuple[Fill, ...]]):
 
     def __len__(self) -> int:
         return len(self._by_symbol())
-
-
-# ---------------------------------------------------------------------------------------------
-# Canonical serialization: snapshots and the state hash
-
-
-def _canonical(value: Any) -> Any:
-    """Plain data with a fixed order: maps become lists of [key, value] sorted by key."""
-    if isinstance(value, Map):
-        items = [(_canonical(k), _canonical(v)) for k, v in value.items()]
-        items.sort(key=lambda kv: msgspec.msgpack.encode(kv[0]))
-        return [[k, v] for k, v in items]
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, tuple | list):
-        return [_canonical(v) for v in value]
-    if attrs.has(type(value)):
-        return [_canonical(getattr(value, a.name)) for a in attrs.fields(type(value))]
-    return value
-
-
-def state_hash(state: State) -> str:
-    """A stable hex digest of the state after folding up to ``state.seq`` (sha256 of its
-    canonical MessagePack form); the same state gives the same hash in any process."""
-    return hashlib.sha256(msgspec.msgpack.encode(_canonical(state))).hexdigest()

@@ -4,7 +4,9 @@
   type hint: exact Decimals, bytes, nested attrs values, optional fields sometimes None.
 - ``fill_histories()`` draws one order's life at a venue (cumulative reports after each partial
   fill, and its trades); ``shuffled(events)`` reorders and repeats them; ``event_streams()``
-  draws a whole strategy's stream, with missing trades and malformed observations.
+  draws a whole strategy's stream, with missing trades and malformed observations;
+  ``venue_histories()`` draws an account's orders and balance snapshots on one timeline, with
+  the cash every prefix of its reports must add up to.
 - ``check_*`` are the reducer's laws as plain functions: point them at any reducer.
 
 The project's own law tests use exactly these. Requires hypothesis
@@ -20,6 +22,7 @@ from decimal import Decimal
 from typing import Any, TypeVar, Union, get_args, get_origin
 
 import attrs
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from eventsrc.events import (
@@ -28,8 +31,13 @@ from eventsrc.events import (
     BalanceObserved,
     Event,
     EventRegistry,
+    Fee,
+    LocalCheckFailed,
+    OrderAcknowledged,
     OrderObserved,
+    OrderRejected,
     OrderRequested,
+    OrderRequestFailed,
     PositionObserved,
     StrategyStarted,
     TickerObserved,
@@ -39,6 +47,9 @@ from eventsrc.events import (
 __all__ = [
     "UNIVERSE",
     "FillHistory",
+    "VenueFill",
+    "VenueHistory",
+    "VenueOrder",
     "balances",
     "check_fold_composes",
     "check_idempotent",
@@ -51,12 +62,14 @@ __all__ = [
     "fold_with",
     "malformed_observations",
     "positions",
+    "request_outcomes",
     "shuffled",
     "stamp_all",
     "strategy_for",
     "strategy_started",
     "symbols",
     "tickers",
+    "venue_histories",
 ]
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -120,10 +133,19 @@ _ENVELOPE: dict[str, st.SearchStrategy[Any]] = {
 def _builds(cls: type[Any]) -> st.SearchStrategy[Any]:
     hints = typing.get_type_hints(cls)
     fields = {
-        a.name: _ENVELOPE.get(a.name) if a.name in _ENVELOPE else strategy_for(hints[a.name])
+        a.name: _ENVELOPE[a.name] if a.name in _ENVELOPE else strategy_for(hints[a.name])
         for a in attrs.fields(cls)
     }
-    return st.builds(cls, **fields)  # type: ignore[arg-type]
+    if hasattr(cls, "__check__"):  # values that pass each field's type may still be refused
+        return st.fixed_dictionaries(fields).map(lambda kw: _construct(cls, kw))
+    return st.builds(cls, **fields)
+
+
+def _construct(cls: type[Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        return cls(**kwargs)
+    except ValueError:
+        reject()
 
 
 def event_of(cls: type[Event]) -> st.SearchStrategy[Event]:
@@ -208,8 +230,7 @@ def fill_histories(
             filled=Decimal(0),
             remaining=amount,
             cost=Decimal(0),
-            fee_cost=Decimal(0),
-            fee_currency=quote,
+            fees=(Fee(quote, Decimal(0)),),
             asset=symbol,
             exchange_ts=start_ms,
             source="watch_orders",
@@ -231,8 +252,7 @@ def fill_histories(
                 price=price,
                 amount=quantity,
                 cost=fill_cost,
-                fee_cost=fill_fee,
-                fee_currency=quote,
+                fees=(Fee(quote, fill_fee),),
                 asset=symbol,
                 exchange_ts=start_ms + i,
                 source="watch_my_trades",
@@ -251,8 +271,7 @@ def fill_histories(
                 remaining=amount - filled,
                 cost=cost,
                 average=cost / filled,
-                fee_cost=fee,
-                fee_currency=quote,
+                fees=(Fee(quote, fee),),
                 asset=symbol,
                 exchange_ts=start_ms + i,
                 last_trade_timestamp=start_ms + i,
@@ -262,11 +281,19 @@ def fill_histories(
     if not fills and end != "open":
         observations.append(attrs.evolve(observations[0], status=end, exchange_ts=start_ms + 1))
     if sparse:
-        gaps: st.SearchStrategy[dict[str, Any]] = st.sampled_from(
-            [{}, {"side": None}, {"fee_currency": None}, {"fee_cost": None}]
-        )
-        observations = [attrs.evolve(o, **draw(gaps)) for o in observations]
-        trades = [attrs.evolve(t, **draw(gaps)) for t in trades]
+        gaps: st.SearchStrategy[str] = st.sampled_from(["", "side", "fee currency", "fees"])
+
+        def gap(event: Any, which: str) -> Any:
+            if which == "side":
+                return attrs.evolve(event, side=None)
+            if which == "fee currency":
+                return attrs.evolve(event, fees=tuple(Fee(None, f.cost) for f in event.fees))
+            if which == "fees":
+                return attrs.evolve(event, fees=None)
+            return event
+
+        observations = [gap(o, draw(gaps)) for o in observations]
+        trades = [gap(t, draw(gaps)) for t in trades]
     return FillHistory(
         symbol,
         order_id,
@@ -280,6 +307,203 @@ def fill_histories(
         fee,
         end,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# A venue's account over time: what the balance reports must add up to
+
+
+@attrs.frozen
+class VenueFill:
+    """One fill at the venue: at ``ms``, its fee in ``fee_currency``."""
+
+    ms: int
+    amount: Decimal
+    cost: Decimal
+    fee: Decimal
+    fee_currency: str
+
+
+@attrs.frozen
+class VenueOrder:
+    order_id: str
+    symbol: str
+    side: str
+    amount: Decimal
+    fills: tuple[VenueFill, ...]
+
+    def effects(self, fill: VenueFill) -> dict[str, Decimal]:
+        """What ``fill`` does to each currency's balance."""
+        base, quote = self.symbol.split("/")
+        sign = 1 if self.side == "buy" else -1
+        moved: dict[str, Decimal] = {}
+        for currency, delta in (
+            (base, sign * fill.amount),
+            (quote, -sign * fill.cost),
+            (fill.fee_currency, -fill.fee),
+        ):
+            moved[currency] = moved.get(currency, Decimal(0)) + delta
+        return moved
+
+
+@attrs.frozen
+class VenueHistory:
+    """One spot account at a venue: orders filled at known times (fees in the quote currency
+    or in BNB, outside the universe), balance snapshots exact as of their time (some listing
+    only a few currencies, as streamed updates do; the last lists all), and every report the
+    venue sends of them: each fill's trade and the order's cumulative report after it (some
+    of either left out), each snapshot's balance report. The venue dates everything.
+
+    ``expected_cash(seen)`` is what cash must be after the reports ``seen`` (in any order):
+    for each currency, its latest balance report seen (by the venue's time), plus the effect
+    of every fill seen that is dated after it. A fill is seen through its trade (dated as the
+    venue dated it) or through a cumulative report that includes it (dated as the first such
+    report seen: nothing earlier tells when it happened)."""
+
+    initial: dict[str, Decimal]
+    orders: tuple[VenueOrder, ...]
+    reports: tuple[Event, ...]
+
+    def balance_at(self, ms: int) -> dict[str, Decimal]:
+        balance = dict(self.initial)
+        for order in self.orders:
+            for fill in order.fills:
+                if fill.ms <= ms:
+                    for currency, delta in order.effects(fill).items():
+                        balance[currency] = balance.get(currency, Decimal(0)) + delta
+        return balance
+
+    def expected_cash(self, seen: Iterable[Event]) -> dict[str, Decimal]:
+        latest: dict[str, tuple[int, Decimal]] = {}
+        trades: set[str] = set()
+        levels: dict[str, set[Decimal]] = {}
+        for event in seen:
+            if isinstance(event, BalanceObserved):
+                assert event.exchange_ts is not None
+                for b in event.balances:
+                    assert b.total is not None
+                    if b.currency not in latest or latest[b.currency][0] < event.exchange_ts:
+                        latest[b.currency] = (event.exchange_ts, b.total)
+            elif isinstance(event, TradeObserved) and event.trade_id is not None:
+                trades.add(event.trade_id)
+            elif isinstance(event, OrderObserved) and event.order_id and event.filled:
+                levels.setdefault(event.order_id, set()).add(event.filled)
+        cash = {currency: total for currency, (_, total) in latest.items()}
+        for order in self.orders:
+            reported = sorted(levels.get(order.order_id, ()))
+            cumulative = Decimal(0)
+            for i, fill in enumerate(order.fills, 1):
+                cumulative += fill.amount
+                if f"{order.order_id}-t{i}" in trades:
+                    ms = fill.ms
+                else:
+                    covering = [level for level in reported if level >= cumulative]
+                    if not covering:
+                        continue  # nothing seen says this fill happened
+                    ms = order.fills[_fills_to(order, covering[0]) - 1].ms
+                for currency, delta in order.effects(fill).items():
+                    since = latest.get(currency)
+                    if since is None or ms > since[0]:
+                        cash[currency] = cash.get(currency, Decimal(0)) + delta
+        return cash
+
+
+def _fills_to(order: VenueOrder, filled: Decimal) -> int:
+    """How many of ``order``'s fills make up ``filled``."""
+    total = Decimal(0)
+    for i, fill in enumerate(order.fills, 1):
+        total += fill.amount
+        if total == filled:
+            return i
+    raise ValueError(f"{filled} is not a cumulative amount of order {order.order_id}")
+
+
+@st.composite
+def venue_histories(draw: st.DrawFn, max_orders: int = 3, max_fills: int = 4) -> VenueHistory:
+    """A VenueHistory (see there): orders on UNIVERSE, fills and snapshots on one timeline."""
+    currencies = ("USDT", "BTC", "ETH", "SOL", "BNB")
+    initial = {c: draw(_quantities) for c in currencies}
+    start = 1_750_000_000_000
+    n_orders = draw(st.integers(1, max_orders))
+    plans = [
+        (draw(st.sampled_from(UNIVERSE)), draw(st.sampled_from(["buy", "sell"])))
+        for _ in range(n_orders)
+    ]
+    counts = [draw(st.integers(1, max_fills)) for _ in range(n_orders)]
+    # One timeline: which order fills next, 10 ms apart.
+    sequence = draw(st.permutations([i for i, n in enumerate(counts) for _ in range(n)]))
+    fills: list[list[VenueFill]] = [[] for _ in plans]
+    for step, index in enumerate(sequence):
+        symbol, _ = plans[index]
+        quote = symbol.split("/")[1]
+        amount, price = draw(_quantities), draw(_prices)
+        cost = amount * price
+        fee = (cost / 1000).quantize(Decimal("0.00000001"))
+        fee_currency = draw(st.sampled_from([quote, quote, "BNB"]))
+        if fee_currency == "BNB":
+            fee = Decimal("0.0001") * (1 + step)
+        fills[index].append(VenueFill(start + 10 * (step + 1), amount, cost, fee, fee_currency))
+    orders = tuple(
+        VenueOrder(f"v{i}", symbol, side, sum((f.amount for f in fills[i]), Decimal(0)), tuple(f))
+        for i, ((symbol, side), f) in enumerate(zip(plans, fills, strict=True))
+    )
+    end = start + 10 * (len(sequence) + 1)
+    history = VenueHistory(initial, orders, ())
+    reports: list[Event] = []
+    for order in orders:
+        filled = cost = Decimal(0)
+        fees: dict[str, Decimal] = {}
+        for i, fill in enumerate(order.fills, 1):
+            filled, cost = filled + fill.amount, cost + fill.cost
+            fees[fill.fee_currency] = fees.get(fill.fee_currency, Decimal(0)) + fill.fee
+            fee_tuple = tuple(Fee(c, v) for c, v in sorted(fees.items()))
+            if draw(st.booleans()) or i == len(order.fills):
+                reports.append(
+                    OrderObserved(
+                        order_id=order.order_id,
+                        side=order.side,
+                        order_type="limit",
+                        status="closed" if i == len(order.fills) else "open",
+                        amount=order.amount,
+                        filled=filled,
+                        cost=cost,
+                        fees=fee_tuple,
+                        asset=order.symbol,
+                        exchange_ts=start,
+                        last_trade_timestamp=fill.ms,
+                        source="watch_orders",
+                    )
+                )
+            if draw(st.booleans()):
+                reports.append(
+                    TradeObserved(
+                        trade_id=f"{order.order_id}-t{i}",
+                        order_id=order.order_id,
+                        side=order.side,
+                        amount=fill.amount,
+                        cost=fill.cost,
+                        fees=(Fee(fill.fee_currency, fill.fee),),
+                        asset=order.symbol,
+                        exchange_ts=fill.ms,
+                        source="watch_my_trades",
+                    )
+                )
+    times = draw(st.lists(st.integers(start, end), max_size=4, unique=True))
+    for ms in [*times, end + 1]:
+        listed = (
+            currencies
+            if ms > end
+            else draw(st.lists(st.sampled_from(currencies), min_size=1, unique=True))
+        )
+        balance = history.balance_at(ms)
+        reports.append(
+            BalanceObserved(
+                balances=tuple(Balance(c, balance[c], balance[c], Decimal(0)) for c in listed),
+                exchange_ts=ms,
+                source="watch_balance",
+            )
+        )
+    return VenueHistory(initial, orders, tuple(reports))
 
 
 def shuffled(events: list[Event]) -> st.SearchStrategy[list[Event]]:
@@ -397,9 +621,30 @@ def malformed_observations(symbols: tuple[str, ...] = UNIVERSE) -> st.SearchStra
     )
 
 
+def request_outcomes(history: FillHistory) -> st.SearchStrategy[list[Event]]:
+    """What a create request of ``history``'s order may have got back, as the engine records
+    it: an acknowledgement (naming the symbol or not), a refusal of a retry as a duplicate, a
+    request with no answer, a local refusal; some of them, in some order."""
+    cid, oid = history.client_order_id, history.order_id
+    return st.lists(
+        st.sampled_from(
+            [
+                OrderAcknowledged(client_order_id=cid, order_id=oid, asset=history.symbol),
+                OrderAcknowledged(client_order_id=cid, order_id=oid),
+                OrderRejected(client_order_id=cid, error="DuplicateOrderId"),
+                OrderRejected(client_order_id=cid, error="InsufficientFunds", message="no"),
+                OrderRequestFailed(client_order_id=cid, error="RequestTimeout"),
+                LocalCheckFailed("not enough USDT", client_order_id=cid),
+            ]
+        ),
+        max_size=3,
+    )
+
+
 def event_streams(max_orders: int = 4) -> st.SearchStrategy[list[Event]]:
     """A strategy's stream: StrategyStarted, then orders with partial fills (their reports and
-    trades interleaved, some trades missing), balances, tickers and malformed observations."""
+    trades interleaved, some trades missing, the answers to their requests), balances, tickers
+    and malformed observations."""
 
     @st.composite
     def build(draw: st.DrawFn) -> list[Event]:
@@ -424,6 +669,7 @@ def event_streams(max_orders: int = 4) -> st.SearchStrategy[list[Event]]:
             )
             parts.extend(history.observations)
             parts.extend(t for t, k in zip(history.trades, keep, strict=True) if k)
+            parts.extend(draw(request_outcomes(history)))
         parts.extend(draw(st.lists(st.one_of(balances(), tickers()), max_size=4)))
         parts.extend(draw(st.lists(malformed_observations(), max_size=2)))
         return [strategy_started(), *draw(st.permutations(parts))]

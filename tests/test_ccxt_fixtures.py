@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from eventsrc import (
     BalanceObserved,
+    Fee,
     OrderObserved,
     PositionObserved,
     StrategyStarted,
@@ -26,7 +27,7 @@ def test_from_ccxt_keeps_the_unified_fields_exact_and_the_raw_dict() -> None:
     assert event.exchange_ts == expected("binance", "fetchOrder")["timestamp"]
     assert event.info()["info"] == order["info"]  # the whole ccxt dict, venue payload included
     trade = TradeObserved.from_ccxt(replay("binance", "fetchMyTrades")[0])
-    assert (trade.fee_cost, trade.fee_currency) == (D("0.013926"), "USDT")
+    assert trade.fees == (Fee("USDT", D("0.013926")),)
     position = PositionObserved.from_ccxt(replay("binance", "fetchPositions")[0])
     assert (position.side, position.contracts, position.entry_price) == (
         "long",
@@ -47,8 +48,9 @@ def test_a_spot_strategy_folds_binance_responses_into_the_state_expected_by_hand
     state = fold(events)
     assert not state.anomalies
 
-    # The balance: only currencies of the universe (LTC, SOL, USDT); binance reported LTC.
-    assert set(state.cash) == {"LTC", "USDT"}
+    # The balance: every currency binance reported is kept (BTC, ETH, LTC), and USDT moved by
+    # the fills.
+    assert set(state.cash) == {"BTC", "ETH", "LTC", "USDT"}
 
     # createOrder: a resting SOL limit buy, nothing filled.
     sol = state.orders["9780331417"]
@@ -84,17 +86,22 @@ def test_a_spot_strategy_folds_binance_responses_into_the_state_expected_by_hand
 
     # fetchMyTrades: a real taker sell of 0.2 LTC at 69.63 of an order seen only through it.
     traded = state.orders["3784695242"]
-    assert (traded.filled, traded.cost, traded.fee_cost) == (D("0.2"), D("13.926"), D("0.013926"))
+    assert (traded.filled, traded.cost, traded.fee("USDT")) == (
+        D("0.2"),
+        D("13.926"),
+        D("0.013926"),
+    )
     assert [t.trade_id for t in traded.trades] == ["309520010"]
     assert state.trades["LTC/USDT"] == (fill, *traded.trades)
 
-    # Cash: LTC 0.919741 reported, then sold 0.1 and 0.2; USDT received 9.08 + 13.926 and
-    # paid a 0.013926 fee.
-    assert state.cash["LTC"].total == D("0.919741") - D("0.1") - D("0.2")
+    # Cash: LTC 0.919741 as binance reported it in December 2023, which includes both sells
+    # (March and October 2023, as the venue dates them): they do not count twice. No USDT was
+    # reported: it received 9.08 + 13.926 and paid a 0.013926 fee.
+    assert state.cash["LTC"].total == D("0.919741")
     assert state.cash["USDT"].total == D("9.08") + D("13.926") - D("0.013926")
 
 
-def test_a_margin_strategy_takes_positions_and_only_the_main_currency_from_the_venue() -> None:
+def test_a_margin_strategy_takes_positions_and_the_balances_from_the_venue() -> None:
     balance = replay("binance", "fetchBalance")
     balance["USDT"] = {"free": 1000.5, "used": 20.0, "total": 1020.5}
     events = [
@@ -105,7 +112,7 @@ def test_a_margin_strategy_takes_positions_and_only_the_main_currency_from_the_v
     ]
     state = fold(events)
     assert not state.anomalies
-    assert dict(state.cash) == {"USDT": state.cash["USDT"]}
+    assert set(state.cash) == {"BTC", "ETH", "LTC", "USDT"}  # contracts move no cash
     assert (state.cash["USDT"].free, state.cash["USDT"].used) == (D("1000.5"), D("20.0"))
     position = state.positions[("BTC/USDT:USDT", "long")]
     assert (position.contracts, position.entry_price, position.liquidation_price) == (
@@ -114,6 +121,10 @@ def test_a_margin_strategy_takes_positions_and_only_the_main_currency_from_the_v
         D("64846.78939917"),
     )
     order = state.orders["3524852987"]
-    assert (order.filled, order.cost, order.fee_cost) == (D("0.01"), D("365.671"), D("0.1462684"))
+    assert (order.filled, order.cost, order.fee("USDT")) == (
+        D("0.01"),
+        D("365.671"),
+        D("0.1462684"),
+    )
     # Margin: fills move no cash; the venue's balance and positions are the truth.
     assert state.cash["USDT"].total == D("1020.5")

@@ -6,6 +6,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import attrs
+import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,8 +15,10 @@ from eventsrc import (
     Balance,
     BalanceObserved,
     CancelObserved,
+    Codec,
     Decision,
     Event,
+    Fee,
     LocalCheckFailed,
     Note,
     OHLCVObserved,
@@ -54,8 +58,7 @@ def observed(filled: str, cost: str, status: str = "open", **kw: object) -> Orde
         amount=D(1),
         filled=D(filled),
         cost=D(cost),
-        fee_cost=D(cost) / 1000,
-        fee_currency="USDT",
+        fees=(Fee("USDT", D(cost) / 1000),),
     )
     fields.update(kw)
     return OrderObserved(**fields)  # type: ignore[arg-type]
@@ -78,9 +81,10 @@ def test_an_order_goes_through_its_lifecycle() -> None:
 
 def test_local_outcomes_of_requests() -> None:
     requested = fold([SPOT, OrderRequested("c1", "buy", "limit", D(1), D(100), asset="BTC/USDT")])
+    # Refused before it reached the venue: it does not exist, unlike a request with no answer.
     failed = reduce(requested, LocalCheckFailed("not enough USDT", client_order_id="c1"))
     assert (failed.requests["c1"].status, failed.requests["c1"].reason) == (
-        "failed",
+        "rejected",
         "not enough USDT",
     )
     rejected = reduce(requested, OrderRejected(client_order_id="c1", error="InsufficientFunds"))
@@ -116,15 +120,14 @@ def test_a_real_trade_replaces_the_emulated_fill_it_explains() -> None:
         price=D(100),
         amount=D("0.4"),
         cost=D(40),
-        fee_cost=D("0.04"),
-        fee_currency="USDT",
+        fees=(Fee("USDT", D("0.04")),),
     )
     state = fold([SPOT, observed("0.4", "40")])
     assert [f.emulated for f in state.orders["o1"].trades] == [True]
     state = reduce(state, trade)
     order = state.orders["o1"]
     assert [(f.trade_id, f.emulated) for f in order.trades] == [("t1", False)]
-    assert (order.filled, order.cost, order.fee_cost) == (D("0.4"), D(40), D("0.04"))
+    assert (order.filled, order.cost, order.fees) == (D("0.4"), D(40), (("USDT", D("0.04")),))
     assert state.cash["BTC"].total == D("0.4")  # counted once
     assert state.cash["USDT"].total == -D(40) - D("0.04")
 
@@ -134,7 +137,7 @@ def test_spot_cash_is_replaced_by_the_venue_then_moved_by_fills() -> None:
         balances=(Balance("USDT", D(1000), D(900), D(100)), Balance("DOGE", D(5), D(5), D(0)))
     )
     state = fold([SPOT, balance, observed("0.5", "50")])
-    assert "DOGE" not in state.cash  # not a currency of the universe
+    assert state.cash["DOGE"].total == D(5)  # every currency the venue reports is kept
     usdt = state.cash["USDT"]
     fee = D(50) / 1000
     assert (usdt.total, usdt.free, usdt.used) == (D(950) - fee, D(850) - fee, D(100))
@@ -153,7 +156,10 @@ def test_margin_positions_come_and_go_with_the_venue() -> None:
     closed = reduce(state, PositionObserved(side="long", contracts=D(0), asset="BTC/USDT:USDT"))
     assert not closed.positions
     balance = BalanceObserved(balances=(Balance("USDT", D(10)), Balance("BTC", D(1))))
-    assert set(reduce(closed, balance).cash) == {"USDT"}
+    assert {c: v.total for c, v in reduce(closed, balance).cash.items()} == {
+        "USDT": D(10),
+        "BTC": D(1),
+    }
 
 
 def test_prices_come_from_tickers_and_candles() -> None:
@@ -273,8 +279,7 @@ def trade(trade_id: str = "t1", **kw: object) -> TradeObserved:
         amount=D(1),
         cost=D(100),
         price=D(100),
-        fee_cost=D("0.1"),
-        fee_currency="USDT",
+        fees=(Fee("USDT", D("0.1")),),
     )
     fields.update(kw)
     return TradeObserved(**fields)  # type: ignore[arg-type]
@@ -283,16 +288,16 @@ def trade(trade_id: str = "t1", **kw: object) -> TradeObserved:
 def test_a_report_without_fees_does_not_undo_fees_known_from_trades() -> None:
     state = fold([SPOT_BTC, trade(), order_report("2", "200", side="buy")])
     order = state.orders["o1"]
-    assert (order.filled, order.cost, order.fee_cost) == (D(2), D(200), D("0.1"))
-    assert sum((f.fee_cost for f in order.trades), D(0)) == D("0.1")
-    assert all(f.fee_cost >= 0 for f in order.trades)
+    assert (order.filled, order.cost, order.fee("USDT")) == (D(2), D(200), D("0.1"))
+    assert sum((f.fee("USDT") for f in order.trades), D(0)) == D("0.1")
+    assert all(f.fee("USDT") >= 0 for f in order.trades)
     assert state.cash["USDT"].total == -D(200) - D("0.1")
 
 
 def test_side_and_fee_currency_count_whichever_report_brings_them() -> None:
     first = order_report("0", "0", side="buy")
-    second = order_report("1", "100", fee_cost=D("0.1"))
-    third = order_report("1", "100", fee_cost=D("0.1"), fee_currency="USDT")
+    second = order_report("1", "100", fees=[Fee(None, D("0.1"))])
+    third = order_report("1", "100", fees=[Fee("USDT", D("0.1"))])
     for arrival in ([first, second, third], [third, second, first], [second, third, first]):
         state = fold([SPOT_BTC, *arrival])
         assert state.cash["BTC"].total == D(1), arrival
@@ -300,14 +305,14 @@ def test_side_and_fee_currency_count_whichever_report_brings_them() -> None:
 
 
 def test_a_trade_is_the_same_whichever_arrives_first_and_a_repeat_is_no_anomaly() -> None:
-    bare = trade(side=None, fee_currency=None)
-    report = order_report("1", "100", side="buy", fee_cost=D("0.1"), fee_currency="USDT")
+    bare = trade(side=None, fees=[Fee(None, D("0.1"))])
+    report = order_report("1", "100", side="buy", fees=[Fee("USDT", D("0.1"))])
     one = fold([SPOT_BTC, bare, report])
     other = fold([SPOT_BTC, report, bare])
     assert one.orders["o1"] == other.orders["o1"]
     assert one.orders["o1"].trades == other.orders["o1"].trades
     assert one.orders["o1"].trades[0].side == "buy"
-    again = reduce(one, trade(side=None, fee_currency=None, exchange_ts=123, cost=None))
+    again = reduce(one, trade(side=None, fees=[Fee(None, D("0.1"))], exchange_ts=123, cost=None))
     assert not again.anomalies
 
 
@@ -316,19 +321,17 @@ def test_fills_add_up_to_the_totals_when_one_amount_is_reported_twice() -> None:
         [
             SPOT_BTC,
             order_report("1", "100", side="buy"),
-            order_report("1", "100", side="buy", fee_cost=D("0.1"), fee_currency="USDT"),
+            order_report("1", "100", side="buy", fees=[Fee("USDT", D("0.1"))]),
         ]
     )
     order = state.orders["o1"]
-    assert order.fee_cost == D("0.1")
-    assert sum((f.fee_cost for f in order.trades), D(0)) == D("0.1")
+    assert order.fee("USDT") == D("0.1")
+    assert sum((f.fee("USDT") for f in order.trades), D(0)) == D("0.1")
     assert sum((f.amount for f in order.trades), D(0)) == D(1)
 
 
 def test_a_rebate_is_a_negative_fee_not_an_anomaly() -> None:
-    state = fold(
-        [SPOT_BTC, order_report("1", "100", side="buy", fee_cost=D("-0.02"), fee_currency="USDT")]
-    )
+    state = fold([SPOT_BTC, order_report("1", "100", side="buy", fees=[Fee("USDT", D("-0.02"))])])
     assert not state.anomalies
     assert state.cash["USDT"].total == -D(100) + D("0.02")
 
@@ -375,11 +378,11 @@ def test_the_mid_price_is_exact_whatever_the_callers_decimal_context() -> None:
     assert state.last_price["BTC/USDT"] == D("100.015")
 
 
-def test_balances_outside_the_configured_currencies_are_ignored() -> None:
+def test_every_currency_the_venue_reports_is_kept_so_a_report_can_correct_it() -> None:
     balance = BalanceObserved(balances=(Balance("DOGE", D(5)), Balance("USDT", D(1))))
-    assert not fold([balance]).cash  # before StrategyStarted there is no universe
+    assert {c: v.total for c, v in fold([balance]).cash.items()} == {"DOGE": D(5), "USDT": D(1)}
     margin = StrategyStarted("", ("BTC/USDT:USDT",), margin=True)
-    assert not fold([margin, balance]).cash
+    assert set(fold([margin, balance]).cash) == {"DOGE", "USDT"}
 
 
 def test_replay_folds_kinds_it_does_not_know_and_older_schemas(tmp_path: Path) -> None:
@@ -402,3 +405,191 @@ def test_replay_folds_kinds_it_does_not_know_and_older_schemas(tmp_path: Path) -
     with Trace.open(path) as trace:  # the default registry knows no custom_signal
         state = replay_from_trace(trace)
     assert state.seq == 3 and state.last_price["BTC/USDT"] == D(5)
+
+
+# -- a core you can trust with money: one regression per defect -----------------------------
+
+PERP = "BTC/USDT:USDT"
+MARGIN = StrategyStarted("USDT", (PERP, "BTC/USDT"), margin=True)
+
+
+def position(side: str | None, contracts: str, **kw: object) -> PositionObserved:
+    return PositionObserved(side=side, contracts=D(contracts), asset=PERP, **kw)  # type: ignore[arg-type]
+
+
+def test_a_flat_position_closes_it_and_a_one_way_flip_leaves_one_position() -> None:
+    long = fold([MARGIN, position("long", "0.5")])
+    flat = reduce(long, position(None, "0"))  # how ccxt and the simulated venue say "flat"
+    assert not flat.positions and not flat.anomalies
+    flipped = reduce(long, position("short", "0.3"))
+    assert list(flipped.positions) == [(PERP, "short")] and not flipped.anomalies
+    assert reduce(long, position("short", "0.3", hedged=False)).positions == flipped.positions
+    both = reduce(long, position("short", "0.3", hedged=True))  # hedge mode: side by side
+    assert set(both.positions) == {(PERP, "long"), (PERP, "short")}
+    assert "no side" in reduce(long, position(None, "1")).anomalies[2].reason
+
+
+def test_a_balance_that_already_includes_a_fill_does_not_count_it_again() -> None:
+    start = fold([SPOT_BTC, BalanceObserved(balances=(Balance("USDT", D(1000)),), exchange_ts=1)])
+    # The venue fills 1 BTC for 100 USDT at 1500 ms and reports its balance at 2000 ms; the
+    # balance arrives first.
+    balance = BalanceObserved(
+        balances=(Balance("USDT", D(900)), Balance("BTC", D(1))), exchange_ts=2000
+    )
+    report = order_report("1", "100", side="buy", status="closed", last_trade_timestamp=1500)
+    fill = trade(amount=D(1), cost=D(100), fees=None, exchange_ts=1500)
+    for arrival in ([balance, report, fill], [report, balance, fill], [fill, report, balance]):
+        state = fold(arrival, start)
+        assert (state.cash["USDT"].total, state.cash["BTC"].total) == (D(900), D(1)), arrival
+    # A fill after the report is not in it.
+    later = trade("t2", amount=D(1), cost=D(100), fees=None, exchange_ts=2500)
+    state = fold([balance, report, fill, later], start)
+    assert (state.cash["USDT"].total, state.cash["BTC"].total) == (D(800), D(2))
+
+
+def test_contract_fills_never_move_spot_cash_whatever_the_strategys_flag() -> None:
+    contract = order_report("0.01", "650", asset=PERP, side="buy", status="closed")
+    state = fold([MARGIN, BalanceObserved(balances=(Balance("USDT", D(1000)),)), contract])
+    assert state.orders["o1"].filled == D("0.01")
+    assert {c: v.total for c, v in state.cash.items()} == {"USDT": D(1000)}
+    # A spot strategy cannot be started with a contract market ...
+    with pytest.raises(ValueError, match="contract markets BTC/USDT:USDT"):
+        StrategyStarted("USDT", (PERP,))
+    # ... and one recorded anyway (an older trace) is an anomaly, its contracts still no cash.
+    codec = Codec()
+    payload = msgspec.msgpack.encode({"main_currency": "USDT", "universe": [PERP]})
+    spot = fold([codec.decode("strategy_started", 1, payload), contract])
+    assert "contract markets" in spot.anomalies[0].reason
+    assert not spot.cash and spot.orders["o1"].filled == D("0.01")
+    refused = reduce(spot, OrderRequested("c9", "buy", "market", D(1), asset=PERP))
+    assert "contract market" in refused.anomalies[2].reason
+
+
+def test_fees_in_several_currencies_are_each_charged_to_their_own_currency() -> None:
+    state = fold(
+        [
+            SPOT_BTC,
+            trade("t1", amount=D("0.5"), cost=D(50), fees=[Fee("BNB", D("0.1"))]),
+            trade("t2", amount=D("0.5"), cost=D(50), fees=[Fee("BTC", D("0.0005"))]),
+        ]
+    )
+    order = state.orders["o1"]
+    assert order.fees == (("BNB", D("0.1")), ("BTC", D("0.0005")))
+    cash = {c: v.total for c, v in state.cash.items()}
+    assert cash == {"BNB": D("-0.1"), "BTC": D("0.9995"), "USDT": D(-100)}
+    # A report of the order's totals that names both fees charges neither again.
+    both = order_report(
+        "1", "100", side="buy", fees=[Fee("BNB", D("0.1")), Fee("BTC", D("0.0005"))]
+    )
+    after = reduce(state, both)
+    assert (after.orders["o1"].fills, after.orders["o1"].fees) == (order.fills, order.fees)
+    assert after.cash == state.cash
+
+
+def test_a_fee_in_a_currency_outside_the_universe_is_corrected_by_the_next_report() -> None:
+    state = fold([SPOT_BTC, trade(fees=[Fee("BNB", D("0.1"))])])
+    assert state.cash["BNB"].total == D("-0.1")  # charged: no report of BNB yet
+    reported = reduce(state, BalanceObserved(balances=(Balance("BNB", D("4.9")),)))
+    assert reported.cash["BNB"].total == D("4.9")
+
+
+def test_a_refused_retry_is_not_a_refused_order() -> None:
+    request = OrderRequested("c1", "buy", "limit", D(1), D(100), asset="BTC/USDT")
+    timed_out = OrderRequestFailed(client_order_id="c1", error="RequestTimeout")
+    duplicate = OrderRejected(client_order_id="c1", error="DuplicateOrderId", message="taken")
+    state = fold([SPOT, request, timed_out, request, duplicate])
+    assert state.requests["c1"].status == "acknowledged"  # the first attempt took effect
+    found = reduce(state, observed("0", "0"))
+    assert found.orders["o1"].status == "open"
+    # Named first, then a retry refused for whatever reason: the order stands.
+    named = fold([SPOT, request, observed("0", "0"), request, duplicate])
+    assert named.orders["o1"].status == "open"
+    broke = OrderRejected(client_order_id="c1", error="InsufficientFunds")
+    assert reduce(named, broke).orders["o1"].status == "open"
+    # A refusal after an attempt that got no answer leaves the request unknown.
+    assert fold([SPOT, request, timed_out, request, broke]).requests["c1"].status == "failed"
+    # And a refusal of a refusal-only history (the rejection arriving before the report)
+    # does not survive the venue's report of the order.
+    late = fold([SPOT, request, broke, observed("0.4", "40")])
+    assert late.orders["o1"].status == "partially_filled"
+
+
+def test_an_acknowledgement_folded_twice_or_after_the_report_changes_nothing() -> None:
+    request = OrderRequested("c1", "buy", "limit", D(1), D(100), asset="BTC/USDT")
+    ack = OrderAcknowledged(client_order_id="c1", order_id="o1")  # no symbol: the request's
+    once = fold([SPOT, request, ack])
+    assert not once.anomalies and once.orders["o1"].status == "acknowledged"
+    assert reduce(once, attrs.evolve(ack, seq=2)) == once
+    reported = fold([SPOT, request, observed("0.4", "40"), ack])
+    assert not reported.anomalies
+    assert reported.orders["o1"] == fold([SPOT, request, observed("0.4", "40")]).orders["o1"]
+
+
+def test_a_missing_trade_before_the_latest_is_emulated_where_it_was_missing() -> None:
+    state = fold(
+        [
+            SPOT_BTC,
+            order_report("0.4", "4", side="buy"),
+            order_report("0.5", "104", side="buy"),
+            trade("t2", amount=D("0.1"), cost=D(100), fees=None),
+        ]
+    )
+    order = state.orders["o1"]
+    assert [(f.trade_id, f.amount, f.cost) for f in order.fills] == [
+        (None, D("0.4"), D(4)),
+        ("t2", D("0.1"), D(100)),
+    ]
+    assert (order.filled, order.cost) == (D("0.5"), D(104))
+
+
+def test_when_reports_and_trades_disagree_on_cost_the_trades_win_and_it_is_an_anomaly() -> None:
+    # The venue's cost comes from a rounded average; the trades are what happened.
+    state = fold(
+        [
+            SPOT_BTC,
+            trade("t1", amount=D("0.3"), cost=D("30.001"), fees=None),
+            trade("t2", amount=D("0.7"), cost=D("70.003"), fees=None),
+            order_report("1", "100", side="buy", average=D(100), status="closed"),
+        ]
+    )
+    order = state.orders["o1"]
+    assert (order.filled, order.cost) == (D(1), D("100.004"))
+    assert sum((f.cost for f in order.fills), D(0)) == order.cost
+    (anomaly,) = state.anomalies.values()
+    assert anomaly.seq == 3 and "100.004" in anomaly.reason and "trades are taken" in anomaly.reason
+    assert state.cash["USDT"].total == D("-100.004")
+
+
+def test_money_arithmetic_is_exact_beyond_28_digits() -> None:
+    big = fold(
+        [
+            SPOT_BTC,
+            order_report(
+                "0.000000000000000001", "0.0000000000000001", amount=D(10**12), side="buy"
+            ),
+        ]
+    )
+    assert big.orders["o1"].remaining == D("999999999999.999999999999999999")
+    # A sum that would have to round is refused as an anomaly, never rounded silently.
+    tiny = order_report("1E-300", "1", amount=D("1E+300"), order_id="o2", side="buy")
+    state = reduce(big, tiny)
+    assert "cannot be used" in state.anomalies[2].reason and "o2" not in state.orders
+
+
+def test_to_decimal_takes_numpy_scalars_as_their_python_equivalents() -> None:
+    import numpy as np
+
+    from eventsrc import to_decimal
+
+    assert to_decimal(np.float64(0.1)) == D("0.1")
+    assert to_decimal(np.int64(7)) == D(7)
+    assert to_decimal(np.float32(0.5)) == D("0.5")
+    assert to_decimal(np.bool_(True)) is None
+
+
+def test_a_kind_class_cannot_be_registered_under_a_second_name() -> None:
+    from eventsrc import REGISTRY
+
+    with pytest.raises(ValueError, match="already registered as kind 'note'"):
+        REGISTRY.kind("note_alias")(Note)
+    assert Note.kind == "note" and REGISTRY.by_name("note_alias") is None

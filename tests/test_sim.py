@@ -153,7 +153,8 @@ def test_the_engines_event_constructors_read_the_sims_structures() -> None:
     sim = run(sim_structures())
     order = OrderObserved.from_ccxt(sim["closed"])
     assert order.order_id and order.filled is not None and order.status == "closed"
-    assert TradeObserved.from_ccxt(sim["trade"]).fee_currency is not None
+    fees = TradeObserved.from_ccxt(sim["trade"]).fees
+    assert fees and all(f.currency is not None for f in fees)
     assert {b.currency for b in BalanceObserved.from_ccxt(sim["balance"]).balances} >= {"BTC"}
     assert PositionObserved.from_ccxt(sim["position"]).side == "long"
 
