@@ -339,28 +339,71 @@ def _fast_test(tp: Any, value: str, names: dict[str, Any]) -> str | None:
 
 
 def _install_type_checks(cls: type[Event]) -> None:
-    """Wrap the attrs ``__init__`` of ``cls`` with one compiled function checking every
-    field's type: ``type(v) is T`` where it can (a few tens of ns a field), the general checker
+    """Give ``cls`` a compiled ``__init__`` that checks every field's type, then sets the
+    fields as attrs' own ``__init__`` would (same parameters, defaults, factories and
+    converters): ``type(v) is T`` where it can (a few tens of ns a field), the general checker
     where it must; a value failing the fast test is given to the general checker before it is
     refused (so subclasses of str or Decimal are accepted, as ``isinstance`` would). A class's
-    ``__check__`` method, if it has one, runs last: checks that relate several fields. Neither
-    runs when msgspec decodes an event from a trace (an old trace stays readable whatever a
-    newer check would say of it)."""
+    ``__check__`` method, if it has one, runs last: checks that relate several fields. None of
+    this runs when msgspec decodes an event from a trace (an old trace stays readable whatever
+    a newer check would say of it).
+
+    Measured (benchmarks/codec_bench.py): wrapping attrs' ``__init__`` and reading every
+    field back cost ~2.2x a plain attrs class; checking the parameters before setting them
+    costs about as much as attrs' ``__init__`` alone. A class attrs gave validators or
+    ``__attrs_post_init__`` keeps attrs' ``__init__``, wrapped."""
     if getattr(cls.__init__, "__eventsrc_checked__", None) is cls:
         return
     hints = typing.get_type_hints(cls)
-    names: dict[str, Any] = {"attrs_init": cls.__init__, "_refuse": _refuse, "cls": cls}
-    lines = ["def __init__(self, *args, **kwargs):", "    attrs_init(self, *args, **kwargs)"]
-    for i, a in enumerate(attrs.fields(cls)):
+    fields = attrs.fields(cls)
+    names: dict[str, Any] = {
+        "_refuse": _refuse,
+        "cls": cls,
+        "_set": object.__setattr__,
+        "NOTHING": attrs.NOTHING,
+    }
+    own = not hasattr(cls, "__attrs_post_init__") and all(a.validator is None for a in fields)
+    positional: list[str] = []
+    keywords: list[str] = []
+    body: list[str] = []
+    checks: list[str] = []
+    for i, a in enumerate(fields):
         tp = hints[a.name]
         names[f"ok{i}"] = _checker(tp)
         names[f"tp{i}"] = tp
-        test = _fast_test(tp, "v", names) or "False"
-        lines += [
-            f"    v = self.{a.name}",
-            f"    if not {test} and not ok{i}(v):",
-            f"        _refuse(cls, {a.name!r}, tp{i}, v)",
+        value = a.alias if own else f"self.{a.name}"
+        test = _fast_test(tp, value, names) or "False"
+        checks += [
+            f"    if not {test} and not ok{i}({value}):",
+            f"        _refuse(cls, {a.name!r}, tp{i}, {value})",
         ]
+        if not own:
+            continue
+        default = a.default
+        if default is attrs.NOTHING:
+            param = a.alias
+        elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            if default.takes_self:
+                own = False
+                continue
+            names[f"factory{i}"] = default.factory
+            param = f"{a.alias}=NOTHING"
+            body.append(f"    if {a.alias} is NOTHING: {a.alias} = factory{i}()")
+        else:
+            names[f"default{i}"] = default
+            param = f"{a.alias}=default{i}"
+        (keywords if a.kw_only else positional).append(param)
+        if a.converter is not None:
+            names[f"convert{i}"] = a.converter
+            body.append(f"    {a.alias} = convert{i}({a.alias})")
+    if own:
+        signature = ", ".join(["self", *positional, *(["*", *keywords] if keywords else [])])
+        lines = [f"def __init__({signature}):", *body, *checks]
+        lines += [f"    _set(self, {a.name!r}, {a.alias})" for a in fields]
+    else:
+        names["attrs_init"] = cls.__init__
+        lines = ["def __init__(self, *args, **kwargs):", "    attrs_init(self, *args, **kwargs)"]
+        lines += checks
     if hasattr(cls, "__check__"):  # checks of several fields together, on construction only
         lines.append("    self.__check__()")
     exec("\n".join(lines), names)

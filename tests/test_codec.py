@@ -164,3 +164,56 @@ def test_a_kind_name_cannot_be_taken_twice() -> None:
 def test_payload_is_msgpack_map_of_fields() -> None:
     data = msgspec.msgpack.decode(codec.encode(Note("hi", source="me")))
     assert data["text"] == "hi" and data["source"] == "me"
+
+
+@pytest.mark.parametrize("info", REGISTRY.kinds(), ids=lambda i: i.name)
+def test_construction_takes_what_attrs_takes_and_sets_the_same_fields(info: Any) -> None:
+    """The compiled __init__ checks types, then sets fields exactly as attrs' would:
+    positional and keyword parameters, defaults, factories and converters."""
+
+    @given(event_of(info.cls))
+    def check(event: Event) -> None:
+        cls = type(event)
+        given_all = {a.alias: getattr(event, a.name) for a in attrs.fields(cls)}
+        assert cls(**given_all) == event
+        required = {
+            a.alias: getattr(event, a.name) for a in attrs.fields(cls) if a.default is attrs.NOTHING
+        }
+        bare = cls(**required)
+        for a in attrs.fields(cls):
+            if a.default is attrs.NOTHING:
+                continue
+            default = a.default
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                default = default.factory()
+            assert getattr(bare, a.name) == default, a.name
+
+    check()
+
+
+def test_converters_run_on_construction() -> None:
+    from eventsrc import Balance, Fee, StrategyStarted, TradeObserved
+
+    assert StrategyStarted("USDT", ["BTC/USDT"]).universe == ("BTC/USDT",)
+    assert BalanceObserved(balances=[Balance("USDT", Decimal(1))]).balances == (
+        Balance("USDT", Decimal(1)),
+    )
+    fees = TradeObserved(trade_id="t", fees=[Fee("BNB", Decimal("0.1"))]).fees
+    assert fees == (Fee("BNB", Decimal("0.1")),)
+    assert Decision("x").values == {} and Decision("y").values is not Decision("z").values
+
+
+def test_orders_and_trades_of_schema_version_1_read_with_their_one_fee() -> None:
+    """Version 1 had ``fee_cost`` and ``fee_currency``; version 2 a fee per currency."""
+    from eventsrc import Fee, TradeObserved
+
+    v1_order = msgspec.msgpack.encode(
+        {"order_id": "7", "status": "open", "fee_cost": "0.1", "fee_currency": "BNB"}
+    )
+    order = codec.decode("order_observed", 1, v1_order)
+    assert isinstance(order, OrderObserved) and order.fees == (Fee("BNB", Decimal("0.1")),)
+    no_fee = codec.decode("order_observed", 1, msgspec.msgpack.encode({"order_id": "7"}))
+    assert isinstance(no_fee, OrderObserved) and no_fee.fees is None
+    v1_trade = msgspec.msgpack.encode({"trade_id": "t", "fee_cost": "0.2", "fee_currency": None})
+    trade = codec.decode("trade_observed", 1, v1_trade)
+    assert isinstance(trade, TradeObserved) and trade.fees == (Fee(None, Decimal("0.2")),)
