@@ -49,6 +49,7 @@ __all__ = [
     "make_converter",
     "stamp",
     "state_hash",
+    "state_parts",
     "to_builtins",
     "view_maker",
     "view_type",
@@ -276,6 +277,27 @@ def decode_state(data: bytes) -> State:
 def state_hash(state: State) -> str:
     """A stable hex digest of the state (sha256 of its canonical bytes)."""
     return hashlib.sha256(encode_state(state)).hexdigest()
+
+
+_PARTS: dict[str, Callable[[State], Any]] = {
+    "config": lambda s: s.config,
+    "last_price": lambda s: s.last_price,
+    "cash": lambda s: s.account.cash,
+    "balances reported": lambda s: (s.account.reported, s.account.pending),
+    "positions": lambda s: s.account.positions,
+    "orders": lambda s: s.book.orders,
+    "requests": lambda s: (s.book.requests, s.book.client_orders),
+    "watchers": lambda s: s.health.watchers,
+    "anomalies": lambda s: s.health.anomalies,
+}
+
+
+def state_parts(state: State) -> dict[str, str]:
+    """A short digest of each part of the state (cash, orders, ...), to tell which differ."""
+    return {
+        name: hashlib.sha256(_state_encoder.encode(part(state))).hexdigest()[:16]
+        for name, part in _PARTS.items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -840,10 +840,12 @@ class SyncCompleted(Event):
 @kind("checkpoint")
 @attrs.frozen
 class Checkpoint(Event):
-    """The hash of the live state after folding every event up to ``state_seq``."""
+    """The hash of the live state after folding every event up to ``state_seq``, and of each
+    of its parts (``parts``: cash, orders, ...), so ``verify`` can say what differs."""
 
     state_seq: int
     state_hash: str
+    parts: dict[str, str] = attrs.field(factory=dict)
 
 
 @kind("decision")

@@ -316,9 +316,11 @@ def _newer(new: Reported, old: Reported) -> bool:
 @handles(BalanceObserved, "balances", "exchange_ts")
 def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
     """Every currency reported is kept (a fee in BNB, say, outside the universe), so no cash is
-    shown that a report could not correct; unchanged ones cost one comparison."""
-    cash, reported, pending = s.cash, s.account.reported, s.account.pending
-    changed = False
+    shown that a report could not correct; unchanged ones cost one comparison. A currency's new
+    report drops the pending fills it includes: the orders with fills pending in it are laid
+    against the new reports once each."""
+    reported = s.account.reported
+    fresh: dict[str, Reported] = {}
     for balance in e.balances:
         currency = balance.currency
         total, free, used = balance.total, balance.free, balance.used
@@ -335,28 +337,36 @@ def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
         if used is None:
             used = _sub(total, free)
         report = Reported(total, free, used, e.exchange_ts, seq)
-        old = reported.get(currency)
-        if old is not None and not _newer(report, old):
-            continue
-        changed = True
-        reported = reported.set(currency, report)
-        by_order = pending.get(currency)
-        added = ZERO
-        if by_order is not None:
-            with by_order.mutate() as still:
-                for order_id in list(by_order):
-                    effect = _effects(s.orders[order_id], reported).get(currency)
-                    if effect is None:
-                        del still[order_id]
-                    else:
-                        still[order_id] = effect
-                        added = _add(added, effect)
-                by_order = still.finish()
-            pending = pending.set(currency, by_order) if by_order else pending.delete(currency)
-        cash = cash.set(currency, Cash(_add(total, added), _add(free, added), used))
-    if not changed:
+        old = fresh.get(currency) or reported.get(currency)
+        if old is None or _newer(report, old):
+            fresh[currency] = report
+    if not fresh:
         return advance(s, seq)
-    return _state(s, seq, cash=cash, reported=reported, pending=pending)
+    with reported.mutate() as building:
+        for currency, report in fresh.items():
+            building[currency] = report
+        reported = building.finish()
+    pending = s.account.pending
+    affected = {order_id for c in fresh if c in pending for order_id in pending[c]}
+    effects = {order_id: _effects(s.orders[order_id], reported) for order_id in affected}
+    with s.cash.mutate() as cash, pending.mutate() as still:
+        for currency, report in fresh.items():
+            added = ZERO
+            by_order = pending.get(currency)
+            if by_order is not None:
+                kept = {}
+                for order_id in by_order:
+                    effect = effects[order_id].get(currency)
+                    if effect is not None:
+                        kept[order_id] = effect
+                        added = _add(added, effect)
+                if kept:
+                    still[currency] = Map(kept)
+                else:
+                    del still[currency]
+            cash[currency] = Cash(_add(report.total, added), _add(report.free, added), report.used)
+        shown, pending = cash.finish(), still.finish()
+    return _state(s, seq, cash=shown, reported=reported, pending=pending)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import msgspec
 import numpy as np
 
 from eventsrc.clock import datetime_ns
-from eventsrc.codec import Codec, stamp, state_hash
+from eventsrc.codec import Codec, stamp, state_hash, state_parts
 from eventsrc.errors import TraceCorrupted
 from eventsrc.events import Checkpoint, Event
 from eventsrc.reducer import READS, advance, reduce
@@ -143,8 +143,9 @@ def fold(events: Iterable[Event], state: State | None = None) -> State:
 
 
 def checkpoint(state: State, source: str = "") -> Checkpoint:
-    """The checkpoint event recording ``state``'s hash (append it right after ``state.seq``)."""
-    return Checkpoint(state.seq, state_hash(state), source=source)
+    """The checkpoint event recording ``state``'s hash and its parts' (append it right after
+    ``state.seq``)."""
+    return Checkpoint(state.seq, state_hash(state), state_parts(state), source=source)
 
 
 def trace_tail(
