@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.sim import Faults, OHLCVPath, SimExchange, VirtualClock
+from adapters.sim import DEFAULT_MARKETS, Faults, OHLCVPath, SimExchange, VirtualClock, spot
 from tests.ccxt_fixtures import replay
 
 T = TypeVar("T")
@@ -964,5 +964,88 @@ def test_closed_orders_page_on_when_they_were_placed_as_ccxt_filters_them() -> N
 
         assert await paginate(page, early["timestamp"], 1) == closed
         assert await page(early["timestamp"] + 1, None) == closed[1:]
+
+    run(check())
+
+
+# -- amounts: truncated to the market's step, as ccxt's amount_to_precision ---------------------
+
+
+def ccxt_rounding() -> Any:
+    """ccxt's own amount_to_precision / price_to_precision on the sim's markets (no network)."""
+    exchange = ccxt.Exchange({"precisionMode": ccxt.TICK_SIZE})
+    exchange.set_markets(list(DEFAULT_MARKETS.values()))
+    return exchange
+
+
+def test_selling_a_whole_balance_sends_the_amount_truncated_to_the_step() -> None:
+    async def check() -> tuple[dict[str, Any], dict[str, Any], SimExchange]:
+        ex = SimExchange(seed=1, balances={"USDT": 0, "BTC": 0.00019}, partial_fills=False)
+        ask = (await ex.fetch_ticker("BTC/USDT"))["ask"]
+        resting = await ex.create_order("BTC/USDT", "limit", "sell", 0.00019, ask * 2)
+        held = ex.truth().balances["BTC"]
+        assert (held["used"], held["free"]) == (D("0.0001"), D("0.00009"))
+        await ex.cancel_order(resting["id"])
+        sold = await ex.create_order("BTC/USDT", "market", "sell", 0.00019)
+        return resting, sold, ex
+
+    resting, sold, ex = run(check())
+    assert resting["amount"] == 0.0001 and resting["info"]["origQty"] == "0.0001"
+    assert sold["amount"] == sold["filled"] == 0.0001 and sold["status"] == "closed"
+    assert ex.truth().balances["BTC"]["total"] == D("0.00009")  # the dust stays
+
+
+amounts = st.one_of(
+    st.floats(min_value=1e-6, max_value=2.0),
+    st.decimals(min_value=0, max_value=2, places=5).map(float),  # halves of 0.0001 steps
+    st.decimals(min_value=0, max_value=2, places=4).map(float),  # halves of 0.001 steps
+)
+
+
+@settings(max_examples=300)
+@given(symbol=st.sampled_from(sorted(DEFAULT_MARKETS)), amount=amounts)
+def test_order_amounts_are_what_ccxts_amount_to_precision_sends(symbol: str, amount: float) -> None:
+    try:
+        expected: Decimal | None = D(ccxt_rounding().amount_to_precision(symbol, amount))
+    except ccxt.InvalidOrder:  # truncates to 0
+        expected = None
+    minimum = D(repr(DEFAULT_MARKETS[symbol]["limits"]["amount"]["min"]))
+
+    async def place() -> dict[str, Any]:
+        ex = SimExchange(seed=1, balances={"USDT": 10**7, "BTC": 10, "ETH": 10})
+        bid = (await ex.fetch_ticker(symbol))["bid"]
+        return await ex.create_order(symbol, "limit", "buy", amount, bid * 0.5)  # rests
+
+    if expected is None or expected < minimum:
+        with pytest.raises(ccxt.InvalidOrder):
+            run(place())
+    else:
+        order = run(place())
+        assert D(order["info"]["origQty"]) == expected and order["amount"] == float(expected)
+
+
+def test_an_amount_that_truncates_to_nothing_or_below_the_minimum_is_an_invalid_order() -> None:
+    sol = spot("SOL/USDT", step="0.01", min_amount="0.1")
+    xrp = spot("XRP/USDT", tick="0.0001", step="1")
+    xrp["limits"]["amount"]["min"] = None  # ccxt markets often state no minimum
+    markets = {**DEFAULT_MARKETS, "SOL/USDT": sol, "XRP/USDT": xrp}
+
+    async def check() -> None:
+        ex = SimExchange(seed=1, markets=markets, balances={"USDT": 10_000, "SOL": 1, "XRP": 10})
+        with pytest.raises(
+            ccxt.InvalidOrder, match=r"0\.00006 of BTC/USDT truncates to 0 .*0\.0001"
+        ):
+            await ex.create_order("BTC/USDT", "market", "buy", 0.00006)  # not up to 0.0001
+        with pytest.raises(ccxt.InvalidOrder, match=r"0\.09 .*below .* minimum amount 0\.1"):
+            await ex.create_order("SOL/USDT", "market", "buy", 0.099)  # not up to 0.1
+        with pytest.raises(ccxt.InvalidOrder, match="XRP/USDT truncates to 0"):
+            await ex.create_order("XRP/USDT", "market", "sell", 0.7)
+        for nothing in (0, -1):
+            with pytest.raises(ccxt.InvalidOrder, match="must be > 0"):
+                await ex.create_order("XRP/USDT", "market", "sell", nothing)
+        sold = await ex.create_order("XRP/USDT", "market", "sell", 1.9)
+        assert sold["amount"] == sold["filled"] == 1.0
+        assert ex.truth().balances["XRP"]["total"] == 9
+        assert not ex.truth().open_orders and len(ex.truth().fills) == 1  # nothing else placed
 
     run(check())
