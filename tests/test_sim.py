@@ -1049,3 +1049,30 @@ def test_an_amount_that_truncates_to_nothing_or_below_the_minimum_is_an_invalid_
         assert not ex.truth().open_orders and len(ex.truth().fills) == 1  # nothing else placed
 
     run(check())
+
+
+@settings(max_examples=300)
+@given(
+    symbol=st.sampled_from(sorted(DEFAULT_MARKETS)),
+    price=st.one_of(
+        st.floats(min_value=1e-4, max_value=3_000.0),
+        st.decimals(min_value=0, max_value=3_000, places=3).map(float),  # halves of 0.01 ticks
+        st.decimals(min_value=0, max_value=3_000, places=2).map(float),  # halves of 0.1 ticks
+    ),
+)
+def test_limit_prices_are_what_ccxts_price_to_precision_sends(symbol: str, price: float) -> None:
+    try:
+        expected: Decimal | None = D(ccxt_rounding().price_to_precision(symbol, price))
+    except ccxt.InvalidOrder:  # rounds to 0
+        expected = None
+
+    async def place() -> dict[str, Any]:
+        ex = SimExchange(seed=1, balances={"USDT": 10**7})
+        return await ex.create_order(symbol, "limit", "buy", 0.01, price)  # rests: far below
+
+    if expected is None or price <= 0:
+        with pytest.raises(ccxt.InvalidOrder, match="price"):
+            run(place())
+    else:
+        order = run(place())
+        assert order["status"] == "open" and D(order["info"]["price"]) == expected

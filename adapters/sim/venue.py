@@ -2,9 +2,10 @@
 
 Deterministic and synchronous: prices move one tick at a time along a price path; resting
 orders fill against each tick; every amount is an exact ``Decimal``, truncated to the market's
-amount step (as ccxt's ``amount_to_precision`` sends it), every price rounded to its tick; fees
-are charged in the currency received (spot: the base on a buy, the quote on a sell) or in the
-settlement currency (perpetuals), so no balance can go negative.
+amount step (as ccxt's ``amount_to_precision`` sends it), every price rounded to its tick (a
+limit order's as ccxt's ``price_to_precision`` sends it); fees are charged in the currency
+received (spot: the base on a buy, the quote on a sell) or in the settlement currency
+(perpetuals), so no balance can go negative.
 
 Perpetuals are linear, one-way (a net position per market), isolated: margin = notional /
 leverage at the leverage the order was placed with (changing the leverage changes later orders
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import decimal
 import random
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 import attrs
@@ -171,8 +172,23 @@ class Venue:
         return Decimal(repr(self.markets[symbol]["precision"][what]))
 
     def _round(self, symbol: str, price: Decimal) -> Decimal:
-        """A price to the market's tick, to the nearest."""
+        """One of the venue's own prices (the path's, the spread, a liquidation) to the tick,
+        to the nearest."""
         return _to_step(price, self._step(symbol, "price"), ROUND_HALF_EVEN)
+
+    def _limit_price(self, symbol: str, price: Any) -> Decimal:
+        """A limit order's price to the tick as ccxt's ``price_to_precision`` sends it: to the
+        nearest, a tie away from zero; InvalidOrder when that leaves nothing."""
+        asked = None if price is None else Decimal(repr(float(price)))
+        if asked is None or not asked.is_finite() or asked <= 0:
+            raise ccxt.InvalidOrder(f"sim: a limit order needs a price > 0, not {price}")
+        tick = self._step(symbol, "price")
+        limit = _to_step(asked, tick, ROUND_HALF_UP)
+        if limit == 0:
+            raise ccxt.InvalidOrder(
+                f"sim: price {asked} of {symbol} rounds to 0 at its tick {tick}"
+            )
+        return limit
 
     def _truncate(self, symbol: str, amount: Decimal) -> Decimal:
         """An amount to the market's step, toward zero, as ccxt's ``amount_to_precision``
@@ -253,9 +269,7 @@ class Venue:
         amount_d = self._order_amount(symbol, amount)
         limit: Decimal | None = None
         if type == "limit":
-            if price is None or float(price) <= 0:
-                raise ccxt.InvalidOrder("sim limit order needs a price > 0")
-            limit = self._round(symbol, Decimal(repr(float(price))))
+            limit = self._limit_price(symbol, price)
         client_id = params.get("clientOrderId") or params.get("newClientOrderId")
         if client_id is not None and client_id in self.by_client_id:
             raise ccxt.DuplicateOrderId(f"sim: clientOrderId {client_id} already used")
