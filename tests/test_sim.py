@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.sim import Faults, OHLCVPath, SimExchange, VirtualClock
+from adapters.sim import DEFAULT_MARKETS, Faults, OHLCVPath, SimExchange, VirtualClock, spot
 from tests.ccxt_fixtures import replay
 
 T = TypeVar("T")
@@ -824,3 +824,256 @@ def test_an_order_the_account_can_no_longer_pay_for_is_canceled_not_filled() -> 
     assert order["status"] == "canceled" and order["filled"] == 0  # no short it can't margin
     assert not ex.truth().positions
     assert_sound(ex)
+
+
+# -- since and limit: the oldest `limit` from `since` on, as ccxt's filter_by_since_limit -------
+
+Fetch = Callable[[int | None, int | None], Awaitable[list[dict[str, Any]]]]
+
+
+async def paginate(fetch: Fetch, since: int, limit: int) -> list[dict[str, Any]]:
+    """Page through ``fetch`` the way ccxt users do: since = the last item's timestamp + 1."""
+    seen: list[dict[str, Any]] = []
+    for _ in range(1000):
+        page = await fetch(since, limit)
+        stamps = [item["timestamp"] for item in page]
+        assert len(page) <= limit and stamps == sorted(stamps)
+        assert all(stamp >= since for stamp in stamps)
+        if not page:
+            return seen
+        seen.extend(page)
+        since = stamps[-1] + 1
+    raise AssertionError("pagination did not end")
+
+
+async def history(gaps: list[int]) -> tuple[SimExchange, int]:
+    """A market order (closed, one trade) and a resting order (open) every gap ms."""
+    ex = SimExchange(seed=12, partial_fills=False)
+    start = ex.clock.now_ms()
+    bid = (await ex.fetch_ticker("BTC/USDT"))["bid"]
+    for i, gap in enumerate(gaps):
+        await ex.clock.sleep(gap / 1000)
+        await ex.create_order("BTC/USDT", "market", "buy" if i % 2 else "sell", 0.001)
+        await ex.create_order("BTC/USDT", "limit", "buy", 0.001, bid * 0.5)  # never fills
+    return ex, start
+
+
+@settings(max_examples=60)
+@given(
+    gaps=st.lists(st.integers(1, 5_000), min_size=1, max_size=25),
+    limit=st.integers(1, 6),
+    skip=st.integers(0, 10),
+)
+def test_paging_on_since_visits_every_trade_and_order_once_in_order(
+    gaps: list[int], limit: int, skip: int
+) -> None:
+    async def check() -> None:
+        ex, start = await history(gaps)
+        since = start + sum(gaps[:skip]) + 1  # just after the skip-th item's time: from it on
+        fetches: list[tuple[Fetch, Fetch]] = [
+            (
+                lambda s, n: ex.fetch_my_trades("BTC/USDT", s, n),
+                lambda s, n: ex.fetch_my_trades(),
+            ),
+            (
+                lambda s, n: ex.fetch_closed_orders("BTC/USDT", s, n),
+                lambda s, n: ex.fetch_closed_orders(),
+            ),
+            (
+                lambda s, n: ex.fetch_open_orders("BTC/USDT", s, n),
+                lambda s, n: ex.fetch_open_orders(),
+            ),
+        ]
+        for page, everything in fetches:
+            every = await everything(None, None)
+            assert len(every) == len(gaps)
+            expected = [item["id"] for item in every if item["timestamp"] >= since]
+            assert expected == [item["id"] for item in every[min(skip, len(gaps)) :]]
+            assert [item["id"] for item in await paginate(page, since, limit)] == expected
+
+    run(check())
+
+
+def test_since_and_limit_give_the_oldest_from_since_and_limit_alone_the_newest() -> None:
+    async def check() -> None:
+        ex, _ = await history([1_000] * 10)
+        trades = await ex.fetch_my_trades()
+        closed = await ex.fetch_closed_orders()
+        opened = await ex.fetch_open_orders()
+        for every, fetch in (
+            (trades, ex.fetch_my_trades),
+            (closed, ex.fetch_closed_orders),
+            (opened, ex.fetch_open_orders),
+        ):
+            stamps = [item["timestamp"] for item in every]
+            assert len(every) == 10 and stamps == sorted(set(stamps))
+
+            async def ids(since: int | None, limit: int | None, f: Any = fetch) -> list[str]:
+                return [item["id"] for item in await f("BTC/USDT", since, limit)]
+
+            assert await ids(stamps[3], 2) == [every[3]["id"], every[4]["id"]]  # at since on
+            assert await ids(stamps[3] + 1, 2) == [every[4]["id"], every[5]["id"]]
+            assert await ids(stamps[8], 5) == [every[8]["id"], every[9]["id"]]
+            assert await ids(None, 2) == [every[8]["id"], every[9]["id"]]  # the newest
+            assert await ids(stamps[3], None) == [item["id"] for item in every[3:]]
+            assert await ids(stamps[-1] + 1, 3) == []
+            with pytest.raises(ccxt.BadRequest):
+                await ids(stamps[3], -1)
+
+    run(check())
+
+
+def test_an_orders_trades_page_on_since_like_all_trades() -> None:
+    async def check() -> None:
+        ex = SimExchange(seed=4, tick_seconds=1)
+        ask = (await ex.fetch_ticker("BTC/USDT"))["ask"]
+        order = await ex.create_order("BTC/USDT", "limit", "buy", 0.5, ask * 1.01)
+        while (await ex.fetch_order(order["id"]))["status"] == "open":
+            await ex.clock.sleep(1)
+        await ex.create_order("BTC/USDT", "market", "sell", 0.1)  # another order's trade
+        every = await ex.fetch_order_trades(order["id"])
+        assert len(every) >= 4 and all(t["order"] == order["id"] for t in every)
+        stamps = [t["timestamp"] for t in every]
+
+        async def page(since: int | None, limit: int | None) -> list[dict[str, Any]]:
+            return await ex.fetch_order_trades(order["id"], "BTC/USDT", since, limit)
+
+        assert await paginate(page, stamps[0], 1) == every
+        assert await paginate(page, stamps[1], 3) == every[1:]
+        assert [t["id"] for t in await page(stamps[1], 2)] == [t["id"] for t in every[1:3]]
+        assert await page(None, 2) == every[-2:]
+
+    run(check())
+
+
+def test_closed_orders_page_on_when_they_were_placed_as_ccxt_filters_them() -> None:
+    async def check() -> None:
+        ex = SimExchange(seed=12, partial_fills=False)
+        bid = (await ex.fetch_ticker("BTC/USDT"))["bid"]
+        await ex.clock.sleep(1)
+        early = await ex.create_order("BTC/USDT", "limit", "buy", 0.001, bid * 0.5)
+        await ex.clock.sleep(1)
+        market = await ex.create_order("BTC/USDT", "market", "buy", 0.001)
+        await ex.clock.sleep(1)
+        await ex.cancel_order(early["id"])  # closed last, placed first
+        closed = await ex.fetch_closed_orders()
+        assert [o["id"] for o in closed] == [early["id"], market["id"]]
+        assert closed[0]["lastUpdateTimestamp"] > closed[1]["timestamp"]
+
+        async def page(since: int | None, limit: int | None) -> list[dict[str, Any]]:
+            return await ex.fetch_closed_orders("BTC/USDT", since, limit)
+
+        assert await paginate(page, early["timestamp"], 1) == closed
+        assert await page(early["timestamp"] + 1, None) == closed[1:]
+
+    run(check())
+
+
+# -- amounts: truncated to the market's step, as ccxt's amount_to_precision ---------------------
+
+
+def ccxt_rounding() -> Any:
+    """ccxt's own amount_to_precision / price_to_precision on the sim's markets (no network)."""
+    exchange = ccxt.Exchange({"precisionMode": ccxt.TICK_SIZE})
+    exchange.set_markets(list(DEFAULT_MARKETS.values()))
+    return exchange
+
+
+def test_selling_a_whole_balance_sends_the_amount_truncated_to_the_step() -> None:
+    async def check() -> tuple[dict[str, Any], dict[str, Any], SimExchange]:
+        ex = SimExchange(seed=1, balances={"USDT": 0, "BTC": 0.00019}, partial_fills=False)
+        ask = (await ex.fetch_ticker("BTC/USDT"))["ask"]
+        resting = await ex.create_order("BTC/USDT", "limit", "sell", 0.00019, ask * 2)
+        held = ex.truth().balances["BTC"]
+        assert (held["used"], held["free"]) == (D("0.0001"), D("0.00009"))
+        await ex.cancel_order(resting["id"])
+        sold = await ex.create_order("BTC/USDT", "market", "sell", 0.00019)
+        return resting, sold, ex
+
+    resting, sold, ex = run(check())
+    assert resting["amount"] == 0.0001 and resting["info"]["origQty"] == "0.0001"
+    assert sold["amount"] == sold["filled"] == 0.0001 and sold["status"] == "closed"
+    assert ex.truth().balances["BTC"]["total"] == D("0.00009")  # the dust stays
+
+
+amounts = st.one_of(
+    st.floats(min_value=1e-6, max_value=2.0),
+    st.decimals(min_value=0, max_value=2, places=5).map(float),  # halves of 0.0001 steps
+    st.decimals(min_value=0, max_value=2, places=4).map(float),  # halves of 0.001 steps
+)
+
+
+@settings(max_examples=300)
+@given(symbol=st.sampled_from(sorted(DEFAULT_MARKETS)), amount=amounts)
+def test_order_amounts_are_what_ccxts_amount_to_precision_sends(symbol: str, amount: float) -> None:
+    try:
+        expected: Decimal | None = D(ccxt_rounding().amount_to_precision(symbol, amount))
+    except ccxt.InvalidOrder:  # truncates to 0
+        expected = None
+    minimum = D(repr(DEFAULT_MARKETS[symbol]["limits"]["amount"]["min"]))
+
+    async def place() -> dict[str, Any]:
+        ex = SimExchange(seed=1, balances={"USDT": 10**7, "BTC": 10, "ETH": 10})
+        bid = (await ex.fetch_ticker(symbol))["bid"]
+        return await ex.create_order(symbol, "limit", "buy", amount, bid * 0.5)  # rests
+
+    if expected is None or expected < minimum:
+        with pytest.raises(ccxt.InvalidOrder):
+            run(place())
+    else:
+        order = run(place())
+        assert D(order["info"]["origQty"]) == expected and order["amount"] == float(expected)
+
+
+def test_an_amount_that_truncates_to_nothing_or_below_the_minimum_is_an_invalid_order() -> None:
+    sol = spot("SOL/USDT", step="0.01", min_amount="0.1")
+    xrp = spot("XRP/USDT", tick="0.0001", step="1")
+    xrp["limits"]["amount"]["min"] = None  # ccxt markets often state no minimum
+    markets = {**DEFAULT_MARKETS, "SOL/USDT": sol, "XRP/USDT": xrp}
+
+    async def check() -> None:
+        ex = SimExchange(seed=1, markets=markets, balances={"USDT": 10_000, "SOL": 1, "XRP": 10})
+        with pytest.raises(
+            ccxt.InvalidOrder, match=r"0\.00006 of BTC/USDT truncates to 0 .*0\.0001"
+        ):
+            await ex.create_order("BTC/USDT", "market", "buy", 0.00006)  # not up to 0.0001
+        with pytest.raises(ccxt.InvalidOrder, match=r"0\.09 .*below .* minimum amount 0\.1"):
+            await ex.create_order("SOL/USDT", "market", "buy", 0.099)  # not up to 0.1
+        with pytest.raises(ccxt.InvalidOrder, match="XRP/USDT truncates to 0"):
+            await ex.create_order("XRP/USDT", "market", "sell", 0.7)
+        for nothing in (0, -1):
+            with pytest.raises(ccxt.InvalidOrder, match="must be > 0"):
+                await ex.create_order("XRP/USDT", "market", "sell", nothing)
+        sold = await ex.create_order("XRP/USDT", "market", "sell", 1.9)
+        assert sold["amount"] == sold["filled"] == 1.0
+        assert ex.truth().balances["XRP"]["total"] == 9
+        assert not ex.truth().open_orders and len(ex.truth().fills) == 1  # nothing else placed
+
+    run(check())
+
+
+@settings(max_examples=300)
+@given(
+    symbol=st.sampled_from(sorted(DEFAULT_MARKETS)),
+    price=st.one_of(
+        st.floats(min_value=1e-4, max_value=3_000.0),
+        st.decimals(min_value=0, max_value=3_000, places=3).map(float),  # halves of 0.01 ticks
+        st.decimals(min_value=0, max_value=3_000, places=2).map(float),  # halves of 0.1 ticks
+    ),
+)
+def test_limit_prices_are_what_ccxts_price_to_precision_sends(symbol: str, price: float) -> None:
+    try:
+        expected: Decimal | None = D(ccxt_rounding().price_to_precision(symbol, price))
+    except ccxt.InvalidOrder:  # rounds to 0
+        expected = None
+
+    async def place() -> dict[str, Any]:
+        ex = SimExchange(seed=1, balances={"USDT": 10**7})
+        return await ex.create_order(symbol, "limit", "buy", 0.01, price)  # rests: far below
+
+    if expected is None or price <= 0:
+        with pytest.raises(ccxt.InvalidOrder, match="price"):
+            run(place())
+    else:
+        order = run(place())
+        assert order["status"] == "open" and D(order["info"]["price"]) == expected

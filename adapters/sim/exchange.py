@@ -17,9 +17,9 @@ import copy
 import datetime as dt
 import random
 from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import ccxt
@@ -84,6 +84,33 @@ def _iso(ms: int | None) -> str | None:
 
 def _f(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
+
+
+class _Stamped(Protocol):
+    @property
+    def timestamp(self) -> int: ...
+
+
+_S = TypeVar("_S", bound=_Stamped)
+
+
+def _since_limit(items: Iterable[_S], since: int | None, limit: int | None) -> list[_S]:
+    """What a ccxt fetch answers for ``since`` and ``limit``: ccxt's ``filter_by_since_limit``
+    (tail=False, as ``parse_orders`` and ``parse_trades`` apply it), ascending by timestamp.
+
+    With ``since``: the OLDEST ``limit`` items at or after it, so paging with since = the
+    last item's timestamp + 1 visits every item once. Without: the NEWEST ``limit``. A limit
+    of None or 0 is no limit (as ccxt's Python slicing has it).
+    """
+    if limit is not None and limit < 0:
+        raise ccxt.BadRequest(f"sim: limit {limit} must be >= 0")
+    found = sorted(
+        (item for item in items if since is None or item.timestamp >= since),
+        key=lambda item: item.timestamp,  # stable: the venue's own order within a millisecond
+    )
+    if not limit:
+        return found
+    return found[:limit] if since is not None else found[-limit:]
 
 
 class SimExchange:
@@ -555,10 +582,9 @@ class SimExchange:
         params: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         await self._call("fetchOpenOrders")
-        found = [
-            self._order(o) for o in self.venue.open_orders() if symbol is None or o.symbol == symbol
-        ]
-        return list(self._stale(("fetchOpenOrders", symbol), found))
+        orders = (o for o in self.venue.open_orders() if symbol is None or o.symbol == symbol)
+        found = [self._order(o) for o in _since_limit(orders, since, limit)]
+        return list(self._stale(("fetchOpenOrders", symbol, since, limit), found))
 
     async def fetch_closed_orders(
         self,
@@ -568,14 +594,12 @@ class SimExchange:
         params: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         await self._call("fetchClosedOrders")
-        found = [
-            self._order(o)
+        orders = (
+            o
             for o in self.venue.orders.values()
-            if o.status != "open"
-            and (symbol is None or o.symbol == symbol)
-            and (since is None or (o.last_update_timestamp or o.timestamp) >= since)
-        ]
-        return found[-limit:] if limit else found
+            if o.status != "open" and (symbol is None or o.symbol == symbol)
+        )
+        return [self._order(o) for o in _since_limit(orders, since, limit)]
 
     async def fetch_my_trades(
         self,
@@ -585,12 +609,8 @@ class SimExchange:
         params: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         await self._call("fetchMyTrades")
-        found = [
-            self._trade(f)
-            for f in self.venue.fills
-            if (symbol is None or f.symbol == symbol) and (since is None or f.timestamp >= since)
-        ]
-        return found[-limit:] if limit else found
+        fills = (f for f in self.venue.fills if symbol is None or f.symbol == symbol)
+        return [self._trade(f) for f in _since_limit(fills, since, limit)]
 
     async def fetch_order_trades(
         self,
@@ -601,7 +621,7 @@ class SimExchange:
         params: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         await self._call("fetchOrderTrades")
-        return [self._trade(f) for f in self._find(id, params).trades]
+        return [self._trade(f) for f in _since_limit(self._find(id, params).trades, since, limit)]
 
     async def fetch_balance(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         await self._call("fetchBalance")

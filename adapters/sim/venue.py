@@ -1,9 +1,11 @@
 """The simulated venue's own books: balances, orders, fills, positions, and the matching.
 
 Deterministic and synchronous: prices move one tick at a time along a price path; resting
-orders fill against each tick; every amount is an exact ``Decimal``, rounded to the market's
-precision; fees are charged in the currency received (spot: the base on a buy, the quote on a
-sell) or in the settlement currency (perpetuals), so no balance can go negative.
+orders fill against each tick; every amount is an exact ``Decimal``, truncated to the market's
+amount step (as ccxt's ``amount_to_precision`` sends it), every price rounded to its tick (a
+limit order's as ccxt's ``price_to_precision`` sends it); fees are charged in the currency
+received (spot: the base on a buy, the quote on a sell) or in the settlement currency
+(perpetuals), so no balance can go negative.
 
 Perpetuals are linear, one-way (a net position per market), isolated: margin = notional /
 leverage at the leverage the order was placed with (changing the leverage changes later orders
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import decimal
 import random
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 import attrs
@@ -40,6 +42,10 @@ def _q(value: Decimal) -> Decimal:
     """Locks, margins and entry prices are kept to 10 decimals, so every balance stays a short
     decimal and plain (28-digit) arithmetic on balances is exact."""
     return value.quantize(_UNIT, ROUND_HALF_EVEN, context=_C)
+
+
+def _to_step(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    return (value / step).to_integral_value(rounding) * step
 
 
 """The venue's books run exactly (every product of an amount and a price fits)."""
@@ -162,22 +168,68 @@ class Venue:
 
     # -- market data ------------------------------------------------------------------------
 
-    def _round(self, symbol: str, value: Decimal, what: str) -> Decimal:
-        step = Decimal(repr(self.markets[symbol]["precision"][what]))
-        return (value / step).to_integral_value(ROUND_HALF_EVEN) * step
+    def _step(self, symbol: str, what: str) -> Decimal:
+        return Decimal(repr(self.markets[symbol]["precision"][what]))
+
+    def _round(self, symbol: str, price: Decimal) -> Decimal:
+        """One of the venue's own prices (the path's, the spread, a liquidation) to the tick,
+        to the nearest."""
+        return _to_step(price, self._step(symbol, "price"), ROUND_HALF_EVEN)
+
+    def _limit_price(self, symbol: str, price: Any) -> Decimal:
+        """A limit order's price to the tick as ccxt's ``price_to_precision`` sends it: to the
+        nearest, a tie away from zero; InvalidOrder when that leaves nothing."""
+        asked = None if price is None else Decimal(repr(float(price)))
+        if asked is None or not asked.is_finite() or asked <= 0:
+            raise ccxt.InvalidOrder(f"sim: a limit order needs a price > 0, not {price}")
+        tick = self._step(symbol, "price")
+        limit = _to_step(asked, tick, ROUND_HALF_UP)
+        if limit == 0:
+            raise ccxt.InvalidOrder(
+                f"sim: price {asked} of {symbol} rounds to 0 at its tick {tick}"
+            )
+        return limit
+
+    def _truncate(self, symbol: str, amount: Decimal) -> Decimal:
+        """An amount to the market's step, toward zero, as ccxt's ``amount_to_precision``
+        (TRUNCATE) sends it: never more than was asked for, or than is held."""
+        return _to_step(amount, self._step(symbol, "amount"), ROUND_DOWN)
+
+    def _min_amount(self, symbol: str) -> Decimal:
+        minimum = self.markets[symbol]["limits"]["amount"]["min"]
+        return ZERO if minimum is None else Decimal(repr(float(minimum)))
+
+    def _order_amount(self, symbol: str, amount: Any) -> Decimal:
+        """What an order for ``amount`` is for: truncated to the step; InvalidOrder when that
+        leaves nothing, or less than the market's minimum."""
+        asked = Decimal(repr(float(amount)))
+        if not asked.is_finite() or asked <= 0:
+            raise ccxt.InvalidOrder(f"sim: order amount {amount} must be > 0")
+        step = self._step(symbol, "amount")
+        truncated = self._truncate(symbol, asked)
+        if truncated == 0:
+            raise ccxt.InvalidOrder(
+                f"sim: amount {asked} of {symbol} truncates to 0 at its amount step {step}"
+                " (ccxt's amount_to_precision)"
+            )
+        minimum = self._min_amount(symbol)
+        if truncated < minimum:
+            raise ccxt.InvalidOrder(
+                f"sim: amount {asked} of {symbol} truncates to {truncated} at its amount step"
+                f" {step}, below the market's minimum amount {minimum}"
+            )
+        return truncated
 
     def mid(self, symbol: str) -> Decimal:
         return self.price_at(symbol, self.tick)
 
     def price_at(self, symbol: str, tick: int) -> Decimal:
         """The market's price at ``tick``, to its price precision."""
-        return self._round(symbol, self.prices.price(symbol, tick), "price")
+        return self._round(symbol, self.prices.price(symbol, tick))
 
     def bid_ask(self, symbol: str) -> tuple[Decimal, Decimal]:
         mid = self.mid(symbol)
-        half = self._round(symbol, mid * SPREAD / 2, "price") or Decimal(
-            repr(self.markets[symbol]["precision"]["price"])
-        )
+        half = self._round(symbol, mid * SPREAD / 2) or self._step(symbol, "price")
         return mid - half, mid + half
 
     def advance_to(self, now_ms: int) -> None:
@@ -214,14 +266,10 @@ class Venue:
             raise ccxt.InvalidOrder(f"sim order type {type!r} is not supported")
         if side not in ("buy", "sell"):
             raise ccxt.InvalidOrder(f"sim order side {side!r} must be buy or sell")
-        amount_d = self._round(symbol, Decimal(repr(float(amount))), "amount")
-        if amount_d < Decimal(repr(market["limits"]["amount"]["min"])):
-            raise ccxt.InvalidOrder(f"sim order amount {amount} is below the market minimum")
+        amount_d = self._order_amount(symbol, amount)
         limit: Decimal | None = None
         if type == "limit":
-            if price is None or float(price) <= 0:
-                raise ccxt.InvalidOrder("sim limit order needs a price > 0")
-            limit = self._round(symbol, Decimal(repr(float(price))), "price")
+            limit = self._limit_price(symbol, price)
         client_id = params.get("clientOrderId") or params.get("newClientOrderId")
         if client_id is not None and client_id in self.by_client_id:
             raise ccxt.DuplicateOrderId(f"sim: clientOrderId {client_id} already used")
@@ -403,10 +451,8 @@ class Venue:
         quantity = order.remaining
         if self.partial_fills and not whole and order.type == "limit":
             share = Decimal(repr(round(self._rng.uniform(0.25, 1.0), 4)))
-            quantity = self._round(order.symbol, order.remaining * share, "amount")
-            if quantity <= 0 or order.remaining - quantity < Decimal(
-                repr(self.markets[order.symbol]["limits"]["amount"]["min"])
-            ):
+            quantity = self._truncate(order.symbol, order.remaining * share)
+            if quantity <= 0 or order.remaining - quantity < self._min_amount(order.symbol):
                 quantity = order.remaining
         if order.reduce_only:
             room = abs(self._held(order.symbol))
@@ -581,9 +627,7 @@ class Venue:
                 timestamp=self.now,
             )
             self.orders[order.id] = order
-            self._fill(
-                order, order.amount, self._round(symbol, price, "price"), "taker", forced=True
-            )
+            self._fill(order, order.amount, self._round(symbol, price), "taker", forced=True)
             self._close(order, "closed")
             self._changed(order)
 
