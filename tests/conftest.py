@@ -1,7 +1,10 @@
-"""Shared fixtures: a fresh trace directory per test, and a deterministic clock."""
+"""Shared fixtures: a fresh trace directory per test, a deterministic clock, and each test
+in a decimal context of its own."""
 
 from __future__ import annotations
 
+import decimal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +26,11 @@ def trace_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(start_ns=1_700_000_000_000_000_000, step_ns=1_000)
+
+
+@pytest.fixture(autouse=True)
+def own_decimal_context() -> Iterator[None]:
+    """ccxt's decimal_to_precision changes the thread's decimal context for good (rounding
+    half up, Underflow trapped); a test that calls it must not change how later tests round."""
+    with decimal.localcontext(decimal.Context()):
+        yield

@@ -320,3 +320,16 @@ def test_replay_until_and_tail_since_a_time_include_the_event_stamped_at_it(
             at = epoch + dt.timedelta(microseconds=event.ts // 1000)
             assert replay_from_trace(trace, until=at).seq == event.seq
             assert trace_tail(trace, 100, since=at)[0].seq == event.seq
+
+
+@given(stream=event_streams())
+def test_the_fold_does_not_depend_on_the_callers_decimal_context(stream: list[Event]) -> None:
+    """ccxt's decimal_to_precision sets the thread's decimal context to round half up (and
+    callers may set any precision): the reducer's arithmetic runs in its own contexts."""
+    import decimal
+
+    events = stamp_all(stream)
+    expected = state_hash(fold(events))
+    odd = decimal.Context(prec=6, rounding=decimal.ROUND_UP, traps=[decimal.Underflow])
+    with decimal.localcontext(odd):
+        assert state_hash(fold(events)) == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 import itertools
 import json
 from collections.abc import Awaitable, Callable
@@ -543,7 +544,7 @@ def realized(fills: list[Any]) -> tuple[dict[str, Decimal], list[Decimal]]:
                 e = D(0)
         if signed:
             e = ((abs(h) * e + abs(signed) * fill.price) / (abs(h) + abs(signed))).quantize(
-                D("1e-10")
+                D("1e-10"), decimal.ROUND_HALF_EVEN
             )
             h += signed
         held[fill.symbol], entry[fill.symbol] = h, e
