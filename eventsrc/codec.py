@@ -11,7 +11,8 @@
   view before it is folded, so live and replay fold one input type through one path.
 - States <-> bytes (``encode_state``/``decode_state``): one canonical MessagePack form (persistent
   maps as lists of pairs sorted by key), used both for snapshots and for ``state_hash``.
-- JSON-ready plain data (``to_builtins``): events and states, through a cattrs converter.
+- JSON-ready plain data (``to_builtins``): events through a cattrs converter, states (msgspec
+  Structs) through msgspec.
 
 Why msgspec writes the bytes (measured in benchmarks/codec_bench.py): cattrs' msgspec preconf
 converter structures through cattrs' generated Python code, ~10x slower to decode than msgspec's
@@ -326,11 +327,18 @@ def _sorted(m: Map[Any, Any]) -> list[tuple[Any, Any]]:
 _json = _json_converter()
 
 
+def _json_map(value: Any) -> Any:
+    if isinstance(value, Map):
+        return [[k, v] for k, v in _sorted(value)]
+    raise NotImplementedError(f"no JSON form for a {type(value).__name__}")
+
+
 def to_builtins(value: Event | State | Any) -> Any:
     """JSON-ready plain data: events as dicts with their kind first (the raw venue payload as
-    text), states as nested dicts (maps as sorted [key, value] pairs, money as strings)."""
+    text), by cattrs; states and their parts as nested dicts (maps as sorted [key, value]
+    pairs, money as strings), by msgspec, which knows their Structs."""
     if isinstance(value, Event):
         kind = value.kind_name if isinstance(value, UnknownEvent) else value.kind
         data: dict[str, Any] = _json.unstructure(value, unstructure_as=type(value))
         return {"kind": kind, **data}
-    return _json.unstructure(value)
+    return msgspec.to_builtins(value, enc_hook=_json_map)

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
-import attrs
 from immutables import Map
 
 from eventsrc.state import (
@@ -45,6 +44,7 @@ from eventsrc.state import (
     When,
     fees_minus,
     fees_of,
+    replace,
 )
 
 __all__ = ["Layout", "lay_out"]
@@ -117,7 +117,7 @@ def _segments(levels: Map[Level, When]) -> tuple[list[_Segment], Level | None, W
 def _seen_by(trade: Fill, seq: int) -> Fill:
     """``trade``, dated in the trace by the first event that showed it (its own, or an
     earlier report of the order's totals that includes it)."""
-    return attrs.evolve(trade, seq=seq) if seq < trade.seq else trade
+    return replace(trade, seq=seq) if seq < trade.seq else trade
 
 
 def _place(trades: Sequence[Fill], segments: list[_Segment]) -> tuple[list[list[Fill]], list[Fill]]:
@@ -186,7 +186,7 @@ def lay_out(
     docstring); their amounts, costs and fees sum to the returned totals."""
     trades = sorted(real.values(), key=_trade_key)
     if side is not None:
-        trades = [t if t.side is not None else attrs.evolve(t, side=side) for t in trades]
+        trades = [t if t.side is not None else replace(t, side=side) for t in trades]
     segments, fee_top, fee_when = _segments(levels)
     top_filled = segments[-1].filled if segments else ZERO
     # Trades dated after the furthest report are beyond what any report shows.

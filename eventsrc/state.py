@@ -10,9 +10,13 @@ Cash (see ``Account``): a currency's cash is the venue's last balance report of 
 effect of the fills that report cannot include (those after it), so neither arrival order nor a
 balance report that already includes a fill makes a fill count twice.
 
-Collections are ``immutables.Map`` (persistent hash maps): changing one entry costs ~0.5 us and
-shares the rest. Fields that only say which event last touched a value (``seq``) are left out
-of equality, so the same state is equal whatever order its reports arrived in.
+Values are frozen msgspec Structs (events stay attrs classes): measured here, building one costs
+~0.06 us against ~0.6 us for a frozen attrs class, and a copy with one field changed ~0.06 us
+against ~1.4 us for ``attrs.evolve``; they are not tracked by the garbage collector (the state
+is a tree, never a cycle), and snapshots encode and decode them natively. Collections are
+``immutables.Map`` (persistent hash maps): changing one entry costs ~0.5 us and shares the rest.
+Fields that only say which event last touched a value (``seq``) are left out of equality, so
+the same state is equal whatever order its reports arrived in.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
 
-import attrs
+import msgspec
 from immutables import Map
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "State",
     "WatcherHealth",
     "When",
+    "replace",
 ]
 
 EXACT = decimal.Context(
@@ -123,8 +128,36 @@ def fees_minus(a: Fees, b: Fees) -> Fees:
 # Values
 
 
-@attrs.frozen
-class Cash:
+class Value(msgspec.Struct, frozen=True, gc=False):
+    """A value of the state: frozen, compared by its fields."""
+
+
+class Traced(msgspec.Struct, frozen=True, gc=False, eq=False):
+    """A value of the state that also records where in the trace it came from (``seq``):
+    compared and hashed by its other fields."""
+
+    def _key(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Traced) or type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __ne__(self, other: object) -> bool:  # msgspec's own would compare identities
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+
+def replace(value: Any, **changes: Any) -> Any:
+    """``value`` with ``changes`` (msgspec's ``structs.replace``)."""
+    return msgspec.structs.replace(value, **changes)
+
+
+class Cash(Value, frozen=True):
     """One currency's balance (ccxt total/free/used): the venue's last report of it, moved by
     the fills it cannot include. ``total`` is exact; how a fill splits between ``free`` and
     ``used`` only the next report tells (fills here move ``free``)."""
@@ -134,8 +167,7 @@ class Cash:
     used: Decimal = ZERO
 
 
-@attrs.frozen
-class Reported:
+class Reported(Traced, frozen=True):
     """A currency's balance as the venue last reported it, and as of when: ``ms`` (the venue's
     time) when it said, else the report's place in the trace (``seq``)."""
 
@@ -143,11 +175,13 @@ class Reported:
     free: Decimal
     used: Decimal
     ms: int | None
-    seq: int = attrs.field(eq=False)
+    seq: int
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.total, self.free, self.used, self.ms)
 
 
-@attrs.frozen
-class Position:
+class Position(Traced, frozen=True):
     """A derivatives position as the venue last reported it."""
 
     symbol: str
@@ -162,11 +196,13 @@ class Position:
     initial_margin: Decimal | None = None
     unrealized_pnl: Decimal | None = None
     margin_mode: str | None = None
-    seq: int = attrs.field(default=-1, eq=False)
+    seq: int = -1
+
+    def _key(self) -> tuple[Any, ...]:
+        return msgspec.structs.astuple(self)[:-1]
 
 
-@attrs.frozen
-class Fill:
+class Fill(Traced, frozen=True):
     """One execution of an order: a real trade from the venue, or one emulated from the
     progress of the order's cumulative totals (``emulated=True``, ``trade_id`` None).
 
@@ -184,7 +220,10 @@ class Fill:
     trade_id: str | None
     emulated: bool
     exchange_ts: int | None = None
-    seq: int = attrs.field(default=-1, eq=False)
+    seq: int = -1
+
+    def _key(self) -> tuple[Any, ...]:
+        return msgspec.structs.astuple(self)[:-1]
 
     @property
     def price(self) -> Decimal | None:
@@ -209,13 +248,15 @@ class Level(NamedTuple):
     fees: Fees = NO_FEES
 
 
-@attrs.frozen
-class When:
+class When(Traced, frozen=True):
     """When a level was first true at the venue: ``ms`` (its last trade's time, as the venue
     said) if known, and the event that first reported it."""
 
     ms: int | None
-    seq: int = attrs.field(eq=False)
+    seq: int
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.ms,)
 
     def earliest(self, other: When) -> When:
         ms = (
@@ -260,8 +301,7 @@ class Report(NamedTuple):
         )
 
 
-@attrs.frozen
-class Order:
+class Order(Traced, frozen=True):
     """An order and its lifecycle.
 
     ``fills`` are its executions: real trades, and fills emulated for whatever of the venue's
@@ -283,9 +323,9 @@ class Order:
     cost: Decimal = ZERO
     fees: Fees = NO_FEES
     fills: tuple[Fill, ...] = ()
-    levels: Map[Level, When] = attrs.field(factory=Map)
+    levels: Map[Level, When] = msgspec.field(default_factory=Map)
     """Every distinct cumulative point the venue reported, and when it was first true."""
-    real: Map[str, Fill] = attrs.field(factory=Map)
+    real: Map[str, Fill] = msgspec.field(default_factory=Map)
     """Real trades by trade id."""
     best: Report | None = None
     """The highest-ranked venue report folded so far."""
@@ -293,9 +333,12 @@ class Order:
     """Why a request failed or was refused, as the venue or the local check said."""
     disagreement: str | None = None
     """Where the venue's reports and its trades disagree (the trades are taken), if they do."""
-    last_seq: int = attrs.field(default=-1, eq=False)
+    last_seq: int = -1
     """The event that last changed the order (not part of equality: the same order is the
     same whatever order its reports arrived in)."""
+
+    def _key(self) -> tuple[Any, ...]:
+        return msgspec.structs.astuple(self)[:-1]
 
     @property
     def trades(self) -> tuple[Fill, ...]:
@@ -317,8 +360,7 @@ class Order:
         return dict(self.fees).get(currency, ZERO)
 
 
-@attrs.frozen
-class WatcherHealth:
+class WatcherHealth(Value, frozen=True):
     status: str
     """"running", "stopped", "error" or "reconnected"."""
     since_seq: int
@@ -327,8 +369,7 @@ class WatcherHealth:
     last_error: str | None = None
 
 
-@attrs.frozen
-class Anomaly:
+class Anomaly(Value, frozen=True):
     """Something wrong in an observation, or between observations: recorded, never raised."""
 
     seq: int
@@ -336,8 +377,7 @@ class Anomaly:
     reason: str
 
 
-@attrs.frozen
-class Config:
+class Config(Value, frozen=True):
     """What StrategyStarted says: the strategy, its venue, main currency and universe."""
 
     main_currency: str | None = None
@@ -389,8 +429,7 @@ def _empty() -> Map[Any, Any]:
     return Map()
 
 
-@attrs.frozen
-class Account:
+class Account(Value, frozen=True):
     """What the strategy holds.
 
     - ``cash``: per currency, what the strategy sees: ``reported`` plus ``pending``.
@@ -402,39 +441,37 @@ class Account:
     - ``positions``: per (symbol, side).
     """
 
-    cash: Map[str, Cash] = attrs.field(factory=_empty)
-    positions: Map[tuple[str, str], Position] = attrs.field(factory=_empty)
-    reported: Map[str, Reported] = attrs.field(factory=_empty)
-    pending: Map[str, Map[str, Decimal]] = attrs.field(factory=_empty)
+    cash: Map[str, Cash] = msgspec.field(default_factory=_empty)
+    positions: Map[tuple[str, str], Position] = msgspec.field(default_factory=_empty)
+    reported: Map[str, Reported] = msgspec.field(default_factory=_empty)
+    pending: Map[str, Map[str, Decimal]] = msgspec.field(default_factory=_empty)
 
 
-@attrs.frozen
-class Book:
+class Book(Value, frozen=True):
     """The strategy's orders."""
 
-    orders: Map[str, Order] = attrs.field(factory=_empty)
+    orders: Map[str, Order] = msgspec.field(default_factory=_empty)
     """Orders the venue has named, by order id."""
-    requests: Map[str, Order] = attrs.field(factory=_empty)
+    requests: Map[str, Order] = msgspec.field(default_factory=_empty)
     """Orders requested locally and not yet named by the venue, by client order id."""
-    client_orders: Map[str, str] = attrs.field(factory=_empty)
+    client_orders: Map[str, str] = msgspec.field(default_factory=_empty)
     """Client order id -> order id, for every named order that has one."""
 
 
-@attrs.frozen
-class Health:
+class Health(Value, frozen=True):
     """Watchers' health and the anomalies seen."""
 
-    watchers: Map[str, WatcherHealth] = attrs.field(factory=_empty)
-    anomalies: Map[int, Anomaly] = attrs.field(factory=_empty)
+    watchers: Map[str, WatcherHealth] = msgspec.field(default_factory=_empty)
+    anomalies: Map[int, Anomaly] = msgspec.field(default_factory=_empty)
 
 
+_NO_CONFIG = Config()
 _NO_ACCOUNT = Account()
 _NO_BOOK = Book()
 _NO_HEALTH = Health()
 
 
-@attrs.frozen
-class State:
+class State(Value, frozen=True):
     """The whole strategy state after folding events ``0..seq`` (``State()`` is empty).
 
     Grouped so that folding an event rebuilds only what it touches: a ticker (most of a trace)
@@ -442,8 +479,8 @@ class State:
     """
 
     seq: int = -1
-    config: Config = Config()
-    last_price: Map[str, Decimal] = attrs.field(factory=_empty)
+    config: Config = _NO_CONFIG
+    last_price: Map[str, Decimal] = msgspec.field(default_factory=_empty)
     account: Account = _NO_ACCOUNT
     book: Book = _NO_BOOK
     health: Health = _NO_HEALTH

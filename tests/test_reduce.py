@@ -40,6 +40,7 @@ from eventsrc import (
     fold,
     reduce,
 )
+from eventsrc.state import replace
 from eventsrc.testing import events, stamp_all
 
 D = Decimal
@@ -240,7 +241,7 @@ def test_events_that_change_no_state_only_advance_the_seq() -> None:
     ):
         after = reduce(state, event)
         assert after.seq == state.seq + 1
-        assert after == attrs.evolve(state, seq=after.seq)
+        assert after == replace(state, seq=after.seq)
         state = after
     stopped = reduce(state, StrategyStopped("done"))
     assert not stopped.config.running and stopped.config.main_currency == "USDT"
@@ -593,3 +594,29 @@ def test_a_kind_class_cannot_be_registered_under_a_second_name() -> None:
     with pytest.raises(ValueError, match="already registered as kind 'note'"):
         REGISTRY.kind("note_alias")(Note)
     assert Note.kind == "note" and REGISTRY.by_name("note_alias") is None
+
+
+def test_state_values_compare_by_content_not_by_where_in_the_trace_they_came_from() -> None:
+    from eventsrc.state import Fill, Position, Reported, When
+
+    pairs = [
+        (When(5, 1), When(5, 2), When(6, 1)),
+        (
+            Reported(D(1), D(1), D(0), 5, 1),
+            Reported(D(1), D(1), D(0), 5, 9),
+            Reported(D(2), D(2), D(0), 5, 1),
+        ),
+        (
+            Fill("o", "BTC/USDT", "buy", D(1), D(2), (), "t", False, 5, seq=1),
+            Fill("o", "BTC/USDT", "buy", D(1), D(2), (), "t", False, 5, seq=7),
+            Fill("o", "BTC/USDT", "buy", D(1), D(3), (), "t", False, 5, seq=1),
+        ),
+        (
+            Position("X", "long", D(1), seq=1),
+            Position("X", "long", D(1), seq=2),
+            Position("X", "short", D(1), seq=1),
+        ),
+    ]
+    for value, same, other in pairs:
+        assert (value == same, value != same, hash(value) == hash(same)) == (True, False, True)
+        assert (value == other, value != other) == (False, True)
