@@ -9,7 +9,9 @@ balances, so the state stays bounded while the trace grows. Measured in one run:
   Python decoder, both untyped (dicts, decimals left as strings: the practical limit) and into
   typed Structs with the events' fields (decimals parsed: what exact money needs);
 - replay of the last 1% from a snapshot vs full replay;
-- peak resident memory (VmHWM) of a full replay in a fresh process, at 100k and at 1M events.
+- peak resident memory (VmHWM) of a full replay in a fresh process, at 100k and at 1M events;
+- one order filled in many steps (a report and a dated trade per fill, reports first): the cost
+  of one more event at 250 fills and at 1,000 (linear per event is 4x; quadratic 16x).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adapters import synthetic
 from benchmarks._harness import parse_args, report, target, timed
 from benchmarks.trace_bench import struct_twins
-from eventsrc import REGISTRY, Trace, replay_from_trace, save_snapshot
+from eventsrc import (
+    REGISTRY,
+    Event,
+    Fee,
+    OrderObserved,
+    State,
+    StrategyStarted,
+    Trace,
+    TradeObserved,
+    reduce,
+    replay_from_trace,
+    save_snapshot,
+)
+from eventsrc.testing import stamp_all
 from eventsrc.trace.segment import ENVELOPE_SIZE
 
 ORDERS = 500
@@ -71,6 +88,51 @@ def peak_rss(path: Path) -> int:
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=True
     )
     return int(done.stdout.split()[0])
+
+
+def one_more_event_ms(fills: int) -> float:
+    """Milliseconds to fold one more trade of an order already holding ``fills`` fills."""
+    symbol, start = "BTC/USDT", 1_700_000_000_000
+    reports: list[Event] = []
+    trades: list[Event] = []
+    filled = cost = Decimal(0)
+    for i in range(1, fills + 1):
+        amount, price = Decimal("0.001"), Decimal(100 + i)
+        filled, cost = filled + amount, cost + amount * price
+        fee = (Fee("USDT", amount * price / 1000),)
+        trades.append(
+            TradeObserved(
+                trade_id=f"t{i}",
+                order_id="o",
+                asset=symbol,
+                side="buy",
+                amount=amount,
+                cost=amount * price,
+                fees=fee,
+                exchange_ts=start + i,
+            )
+        )
+        reports.append(
+            OrderObserved(
+                order_id="o",
+                asset=symbol,
+                side="buy",
+                status="open",
+                amount=Decimal(fills),
+                filled=filled,
+                cost=cost,
+                fees=(Fee("USDT", cost / 1000),),
+                last_trade_timestamp=start + i,
+            )
+        )
+    events = stamp_all([StrategyStarted("USDT", (symbol,)), *reports, *trades])
+    state = State()
+    for event in events[:-20]:
+        state = reduce(state, event)
+    began = time.perf_counter()
+    for event in events[-20:]:
+        state = reduce(state, event)
+    return (time.perf_counter() - began) / 20 * 1e3
 
 
 def main() -> None:
@@ -139,6 +201,15 @@ def main() -> None:
         results["peak_rss_mb_small"] = peak_rss(small) / 2**20
         results["peak_rss_mb_big"] = peak_rss(big) / 2**20
         results["peak_rss_big_vs_small"] = results["peak_rss_mb_big"] / results["peak_rss_mb_small"]
+
+        few, many = (250, 1000) if not args.quick else (50, 200)
+        results[f"one_more_event_ms_order_of_{few}_fills"] = few_ms = min(
+            one_more_event_ms(few) for _ in range(repeats)
+        )
+        results[f"one_more_event_ms_order_of_{many}_fills"] = many_ms = min(
+            one_more_event_ms(many) for _ in range(repeats)
+        )
+        results["one_more_event_many_vs_few"] = many_ms / few_ms
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -146,6 +217,8 @@ def main() -> None:
         "replay_vs_fastest_decode_only": target(fastest / full_s, 0.4, ">="),
         "snapshot_speedup_last_1pct": target(results["snapshot_speedup"], 50.0, ">="),
         "peak_memory_1m_vs_100k": target(results["peak_rss_big_vs_small"], 1.5, "<="),
+        # 4x the fills: at most ~linear per event (quadratic would be 16x).
+        "one_more_event_4x_fills": target(results["one_more_event_many_vs_few"], 6.0, "<="),
     }
     report("replay", results, targets, args.json)
 

@@ -21,6 +21,7 @@ about as much as attrs' own ``__init__``).
 
 from __future__ import annotations
 
+import decimal
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -145,6 +146,10 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+_SUM = decimal.Context(prec=200, traps=[decimal.Inexact, decimal.InvalidOperation])
+"""Fees are summed exactly, whatever the caller's decimal context (ccxt changes it)."""
+
+
 def _fees(unified: Mapping[str, Any]) -> tuple[Fee, ...] | None:
     """A ccxt structure's fees, one per currency (summed): from ``fees`` when it lists any,
     else from ``fee``; None when neither says anything (unknown, not zero)."""
@@ -158,7 +163,7 @@ def _fees(unified: Mapping[str, Any]) -> tuple[Fee, ...] | None:
         if cost is None:
             continue  # a currency without an amount says nothing
         currency = _str(f.get("currency"))
-        totals[currency] = totals.get(currency, Decimal(0)) + cost
+        totals[currency] = _SUM.add(totals.get(currency, Decimal(0)), cost)
     if not totals:
         return None
     return tuple(Fee(c, v) for c, v in sorted(totals.items(), key=lambda cv: cv[0] or ""))

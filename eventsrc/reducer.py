@@ -58,6 +58,7 @@ from eventsrc.fills import lay_out
 from eventsrc.state import (
     ACKNOWLEDGED,
     CANCELED,
+    CLOSED,
     EXACT,
     FAILED,
     OPEN,
@@ -76,6 +77,7 @@ from eventsrc.state import (
     Health,
     Level,
     Order,
+    Pending,
     Position,
     Report,
     Reported,
@@ -159,7 +161,7 @@ def _state(
     cash: Map[str, Cash] | None = None,
     positions: Map[tuple[str, str], Position] | None = None,
     reported: Map[str, Reported] | None = None,
-    pending: Map[str, Map[str, Decimal]] | None = None,
+    pending: Map[str, Map[str, Pending]] | None = None,
     orders: Map[str, Order] | None = None,
     requests: Map[str, Order] | None = None,
     client_orders: Map[str, str] | None = None,
@@ -239,6 +241,23 @@ def _side(side: str | None) -> str:
     return side
 
 
+def _side_or_none(side: str | None) -> str | None:
+    """A report's side, if it says one (ccxt writes "buy" and "sell", lower case)."""
+    return None if side is None else _side(side)
+
+
+def _id(value: str | None, name: str) -> str:
+    """An id a report must carry (an empty one is none)."""
+    if not value:
+        raise Malformed(f"no {name}")
+    return value
+
+
+def _cid(value: str | None) -> str | None:
+    """A client order id, if any (an empty one is none)."""
+    return value or None
+
+
 def _fees(fees: Iterable[Fee]) -> Fees:
     """Reported fees per currency (a fee in no named currency under ``""``)."""
     return fees_of((f.currency or "", _finite(f.cost, f"fee in {f.currency}")) for f in fees)
@@ -249,15 +268,20 @@ def _fees(fees: Iterable[Fee]) -> Fees:
 
 
 def _included(fill: Fill, report: Reported | None) -> bool:
-    """Whether the balance ``report`` already includes ``fill``."""
+    """Whether the balance ``report`` already includes ``fill``: surely if the fill happened
+    at or before the report's time, surely not if after it; where the venue's times cannot
+    tell, if the fill was shown (folded) before the report."""
     if report is None:
         return False
-    if fill.exchange_ts is not None and report.ms is not None:
-        return fill.exchange_ts <= report.ms
+    if report.ms is not None:
+        if fill.until_ms is not None and fill.until_ms <= report.ms:
+            return True
+        if fill.after_ms is not None and fill.after_ms >= report.ms:
+            return False
     return fill.seq < report.seq
 
 
-def _effects(order: Order, reported: Map[str, Reported]) -> dict[str, Decimal]:
+def _effects(order: Order, reported: Map[str, Reported]) -> dict[str, Pending]:
     """Per currency, what the order's spot fills that the currency's latest report cannot
     include add to it (an entry for every currency such a fill touches, even if it nets 0)."""
     if order.side not in ("buy", "sell") or is_contract(order.symbol) or not order.fills:
@@ -267,16 +291,27 @@ def _effects(order: Order, reported: Map[str, Reported]) -> dict[str, Decimal]:
         return {}
     buy = order.side == "buy"
     on_base, on_quote = reported.get(base), reported.get(quote)
-    found: dict[str, Decimal] = {}
+    found: dict[str, list[Any]] = {}  # currency -> [effect, earliest after_ms, all dated]
+
+    def add(currency: str, delta: Decimal, fill: Fill) -> None:
+        entry = found.get(currency)
+        if entry is None:
+            entry = found[currency] = [ZERO, fill.after_ms, True]
+        entry[0] = _add(entry[0], delta)
+        if fill.after_ms is None:
+            entry[2] = False
+        elif entry[1] is None or fill.after_ms < entry[1]:
+            entry[1] = fill.after_ms
+
     for f in order.fills:
         if f.amount and not _included(f, on_base):
-            found[base] = _add(found.get(base, ZERO), f.amount if buy else _neg(f.amount))
+            add(base, f.amount if buy else _neg(f.amount), f)
         if f.cost and not _included(f, on_quote):
-            found[quote] = _add(found.get(quote, ZERO), _neg(f.cost) if buy else f.cost)
+            add(quote, _neg(f.cost) if buy else f.cost, f)
         for currency, fee in f.fees:
             if currency and not _included(f, reported.get(currency)):
-                found[currency] = _sub(found.get(currency, ZERO), fee)
-    return found
+                add(currency, _neg(fee), f)
+    return {c: Pending(e, after if dated else None) for c, (e, after, dated) in found.items()}
 
 
 def _move(cash: Map[str, Cash], currency: str, delta: Decimal) -> Map[str, Cash]:
@@ -284,7 +319,7 @@ def _move(cash: Map[str, Cash], currency: str, delta: Decimal) -> Map[str, Cash]
     return cash.set(currency, Cash(_add(old.total, delta), _add(old.free, delta), old.used))
 
 
-def _settle(s: State, order: Order) -> tuple[Map[str, Cash], Map[str, Map[str, Decimal]]] | None:
+def _settle(s: State, order: Order) -> tuple[Map[str, Cash], Map[str, Map[str, Pending]]] | None:
     """Cash and pending effects after ``order`` changed; None if neither changes."""
     order_id = order.order_id
     assert order_id is not None
@@ -297,7 +332,9 @@ def _settle(s: State, order: Order) -> tuple[Map[str, Cash], Map[str, Map[str, D
         if old == new:
             continue
         changed = True
-        cash = _move(cash, currency, _sub(new or ZERO, old or ZERO))
+        delta = _sub(new.effect if new else ZERO, old.effect if old else ZERO)
+        if delta:
+            cash = _move(cash, currency, delta)
         by_order = by_order.delete(order_id) if new is None else by_order.set(order_id, new)
         pending = pending.set(currency, by_order) if by_order else pending.delete(currency)
     return (cash, pending) if changed else None
@@ -317,10 +354,11 @@ def _newer(new: Reported, old: Reported) -> bool:
 def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
     """Every currency reported is kept (a fee in BNB, say, outside the universe), so no cash is
     shown that a report could not correct; unchanged ones cost one comparison. A currency's new
-    report drops the pending fills it includes: the orders with fills pending in it are laid
-    against the new reports once each."""
+    report drops the pending fills it includes; an order whose pending fills all happened
+    after the report's time is not looked at again."""
     reported = s.account.reported
     fresh: dict[str, Reported] = {}
+    listed: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
     for balance in e.balances:
         currency = balance.currency
         total, free, used = balance.total, balance.free, balance.used
@@ -336,8 +374,10 @@ def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
             free = total if used is None else _sub(total, used)
         if used is None:
             used = _sub(total, free)
+        if listed.setdefault(currency, (total, free, used)) != (total, free, used):
+            raise Malformed(f"{currency} is reported twice, differently")
         report = Reported(total, free, used, e.exchange_ts, seq)
-        old = fresh.get(currency) or reported.get(currency)
+        old = reported.get(currency)
         if old is None or _newer(report, old):
             fresh[currency] = report
     if not fresh:
@@ -347,26 +387,51 @@ def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
             building[currency] = report
         reported = building.finish()
     pending = s.account.pending
-    affected = {order_id for c in fresh if c in pending for order_id in pending[c]}
-    effects = {order_id: _effects(s.orders[order_id], reported) for order_id in affected}
+    effects: dict[str, dict[str, Pending]] = {}
+    before = s.account.reported
     with s.cash.mutate() as cash, pending.mutate() as still:
         for currency, report in fresh.items():
-            added = ZERO
+            # What the pending fills add: as before (the cash shown less the old report),
+            # moved by the entries the new report changes.
+            shown = cash.get(currency)
+            old = before.get(currency)
+            added = ZERO if shown is None else shown.total
+            if old is not None:
+                added = _sub(added, old.total)
             by_order = pending.get(currency)
             if by_order is not None:
-                kept = {}
-                for order_id in by_order:
-                    effect = effects[order_id].get(currency)
-                    if effect is not None:
-                        kept[order_id] = effect
-                        added = _add(added, effect)
-                if kept:
-                    still[currency] = Map(kept)
-                else:
-                    del still[currency]
+                changed: dict[str, Pending | None] = {}
+                for order_id, was in by_order.items():
+                    if (
+                        report.ms is not None
+                        and was.after_ms is not None
+                        and was.after_ms >= report.ms
+                    ):
+                        continue  # all its pending fills happened after the report
+                    found = effects.get(order_id)
+                    if found is None:
+                        found = effects[order_id] = _effects(s.orders[order_id], reported)
+                    now = found.get(currency)
+                    if now != was:
+                        changed[order_id] = now
+                        added = _sub(added, was.effect)
+                        if now is not None:
+                            added = _add(added, now.effect)
+                if changed:
+                    with by_order.mutate() as entries:
+                        for order_id, now in changed.items():
+                            if now is None:
+                                del entries[order_id]
+                            else:
+                                entries[order_id] = now
+                        by_order = entries.finish()
+                    if by_order:
+                        still[currency] = by_order
+                    else:
+                        del still[currency]
             cash[currency] = Cash(_add(report.total, added), _add(report.free, added), report.used)
-        shown, pending = cash.finish(), still.finish()
-    return _state(s, seq, cash=shown, reported=reported, pending=pending)
+        shown_cash, pending = cash.finish(), still.finish()
+    return _state(s, seq, cash=shown_cash, reported=reported, pending=pending)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,13 +446,25 @@ def _shown(status: str, filled: Decimal, amount: Decimal | None) -> str:
     return OPEN if status == PARTIALLY_FILLED else status
 
 
+def _unaccountable(order: Order) -> str | None:
+    """Why the order's spot fills cannot move cash, if they cannot."""
+    if not order.fills or is_contract(order.symbol):
+        return None
+    if split_symbol(order.symbol)[0] is None:
+        return f"{order.symbol!r} is not a ccxt symbol (BASE/QUOTE): its fills move no cash"
+    if order.side is None:
+        return "no report has said its side yet: its fills move no cash"
+    return None
+
+
 def _store(s: State, seq: int, order: Order, requests: Map[str, Order] | None = None) -> State:
     """The state with ``order`` (named by the venue) as given: its fills laid out, totals and
-    shown status from them, cash settled, its client id linked. A disagreement between the
-    venue's reports and trades that this change brings is recorded as an anomaly."""
+    shown status from them, cash settled, its client id linked. Something wrong with its fills
+    (reports and trades that disagree, fills that cannot move cash) is shown on the order; a
+    disagreement this change brings is recorded as an anomaly too."""
     order_id = order.order_id
     assert order_id is not None
-    layout = lay_out(order_id, order.symbol, order.side, order.levels, order.real)
+    layout = lay_out(order_id, order.symbol, order.side, order.levels, order.real, order.amount)
     settled = replace(
         order,
         status=_shown(order.status, layout.filled, order.amount),
@@ -395,9 +472,11 @@ def _store(s: State, seq: int, order: Order, requests: Map[str, Order] | None = 
         cost=layout.cost,
         fees=layout.fees,
         fills=layout.fills,
-        disagreement=layout.disagreement,
         last_seq=seq,
     )
+    problem = layout.disagreement or _unaccountable(settled)
+    if problem != order.disagreement:
+        settled = replace(settled, disagreement=problem)
     client_orders = s.client_orders
     cid = settled.client_order_id
     if cid and client_orders.get(cid) != order_id:
@@ -413,6 +492,7 @@ def _store(s: State, seq: int, order: Order, requests: Map[str, Order] | None = 
     if money is not None:
         stored = _state(stored, seq, cash=money[0], pending=money[1])
     if layout.disagreement is not None and layout.disagreement != order.disagreement:
+        # (a side still unknown is shown on the order, not recorded: a later report may say)
         reason = f"order {order_id}: {layout.disagreement}"
         stored = _state(
             stored, seq, anomalies=stored.anomalies.set(seq, Anomaly(seq, "fills", reason))
@@ -458,7 +538,7 @@ def _order_requested(s: State, e: OrderRequested, seq: int) -> State:
     amount = _number(e.amount, "amount", positive=True)
     if e.price is not None:
         _number(e.price, "price", positive=True)
-    cid = e.client_order_id
+    cid = _id(e.client_order_id, "client order id")
     known = s.requests.get(cid)
     if known is None and cid in s.client_orders:
         known = s.orders.get(s.client_orders[cid])
@@ -481,21 +561,22 @@ def _order_requested(s: State, e: OrderRequested, seq: int) -> State:
     return _state(s, seq, requests=s.requests.set(cid, request))
 
 
-_REQUEST_RANK = {REQUESTED: 0, FAILED: 1, REJECTED: 2, ACKNOWLEDGED: 3}
+_REQUEST_RANK = {REQUESTED: 0, REJECTED: 1, FAILED: 2, ACKNOWLEDGED: 3}
 """How far a request (not yet named by the venue) is known to have got. A refusal ranks below
-proof that the order exists (an acknowledgement, or a retry refused as a duplicate)."""
+an attempt that got no answer (that attempt may have placed the order, whatever was refused
+before or after it), which ranks below proof that the order exists (an acknowledgement, or a
+retry refused as a duplicate)."""
 
 
 def _request_outcome(s: State, seq: int, cid: str | None, status: str, reason: str) -> State:
     """A local outcome of a create request for ``cid``. It never touches an order the venue
-    has named (a refusal of a retry is not a refusal of the order), and a refusal after an
-    attempt that got no answer leaves the request unknown (that attempt may have taken)."""
+    has named (a refusal of a retry is not a refusal of the order), and a refusal before or
+    after an attempt that got no answer leaves the request unknown (that attempt may have
+    placed it)."""
     request = s.requests.get(cid) if cid is not None else None
     if cid is None or request is None:
         return advance(s, seq)
     now = request.status
-    if status == REJECTED and now == FAILED:
-        status = FAILED
     if _REQUEST_RANK[status] < _REQUEST_RANK[now] or (status == now and request.reason):
         return advance(s, seq)
     updated = replace(request, status=status, reason=reason or None, last_seq=seq)
@@ -504,19 +585,20 @@ def _request_outcome(s: State, seq: int, cid: str | None, status: str, reason: s
 
 @handles(LocalCheckFailed, "client_order_id", "reason")
 def _local_check_failed(s: State, e: LocalCheckFailed, seq: int) -> State:
-    return _request_outcome(s, seq, e.client_order_id, REJECTED, e.reason)
+    return _request_outcome(s, seq, _cid(e.client_order_id), REJECTED, e.reason)
 
 
 @handles(OrderRejected, "client_order_id", "error", "message")
 def _order_rejected(s: State, e: OrderRejected, seq: int) -> State:
     reason = f"{e.error} {e.message}".strip()
     status = ACKNOWLEDGED if e.error == DUPLICATE_ORDER else REJECTED
-    return _request_outcome(s, seq, e.client_order_id, status, reason)
+    return _request_outcome(s, seq, _cid(e.client_order_id), status, reason)
 
 
 @handles(OrderRequestFailed, "client_order_id", "error", "message")
 def _order_request_failed(s: State, e: OrderRequestFailed, seq: int) -> State:
-    return _request_outcome(s, seq, e.client_order_id, FAILED, f"{e.error} {e.message}".strip())
+    reason = f"{e.error} {e.message}".strip()
+    return _request_outcome(s, seq, _cid(e.client_order_id), FAILED, reason)
 
 
 def _symbol_of(s: State, symbol: str | None, order_id: str | None, cid: str | None) -> str:
@@ -532,14 +614,26 @@ def _symbol_of(s: State, symbol: str | None, order_id: str | None, cid: str | No
 
 @handles(OrderAcknowledged, "client_order_id", "order_id", "asset")
 def _order_acknowledged(s: State, e: OrderAcknowledged, seq: int) -> State:
-    symbol = _symbol_of(s, e.asset, e.order_id, e.client_order_id)
-    order, requests = _named(s, e.order_id, e.client_order_id, symbol)
+    order_id, cid = _id(e.order_id, "order id"), _cid(e.client_order_id)
+    symbol = _symbol_of(s, e.asset, order_id, cid)
+    order, requests = _named(s, order_id, cid, symbol)
     if order.symbol != symbol:
-        raise Malformed(f"order {e.order_id} is {order.symbol}, its acknowledgement says {symbol}")
+        raise Malformed(f"order {order_id} is {order.symbol}, its acknowledgement says {symbol}")
     status = furthest(order.status, ACKNOWLEDGED)
-    if requests is None and order is s.orders.get(e.order_id) and status == order.status:
+    if requests is None and order is s.orders.get(order_id) and status == order.status:
         return advance(s, seq)  # known already: a repeat, or after the order's own report
     return _store(s, seq, replace(order, status=status), requests)
+
+
+def _reached(last_trade: int | None, last_update: int | None, status: str, seq: int) -> When:
+    """When a report's totals were reached: at its last trade if it dates it; at its last
+    update if the order is filled (its last update is its last fill); else at or before its
+    last update (a cancel or an amendment may have come after the last fill)."""
+    if last_trade is not None:
+        return When(last_trade, last_trade, seq)
+    if last_update is not None and status == CLOSED:
+        return When(last_update, last_update, seq)
+    return When(None, last_update, seq)
 
 
 @handles(
@@ -560,8 +654,8 @@ def _order_acknowledged(s: State, e: OrderAcknowledged, seq: int) -> State:
     "last_update_timestamp",
 )
 def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
-    if e.order_id is None:
-        raise Malformed("no order id")
+    order_id, cid = _id(e.order_id, "order id"), _cid(e.client_order_id)
+    side = _side_or_none(e.side)
     symbol = _known_symbol(s, e.asset)
     if e.status is None or e.status not in _VENUE_STATUSES:
         raise Malformed(f"status is {e.status!r}")
@@ -581,11 +675,11 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
     fees = _fees(e.fees) if e.fees is not None else ()
     if e.price is not None:
         _finite(e.price, "price")
-    order, requests = _named(s, e.order_id, e.client_order_id, symbol)
+    order, requests = _named(s, order_id, cid, symbol)
     if order.symbol != symbol:
-        raise Malformed(f"order {e.order_id} was {order.symbol}, now reported as {symbol}")
+        raise Malformed(f"order {order_id} was {order.symbol}, now reported as {symbol}")
     changes: dict[str, Any] = {}
-    report = Report(filled, e.status, cost, fee_known, fees, amount, e.price, e.side, e.order_type)
+    report = Report(filled, e.status, cost, fee_known, fees, amount, e.price, side, e.order_type)
     best = order.best
     if best != report and (
         best is None
@@ -593,16 +687,17 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
         or (filled == best.filled and report.rank() > best.rank())
     ):
         changes.update(
-            side=e.side or order.side,
+            side=side or order.side,
             order_type=e.order_type or order.order_type,
             price=e.price if e.price is not None else order.price,
             amount=amount,
             best=report,
         )
     else:  # not the best report, but it may still say what nothing else has
-        for name in ("side", "order_type"):
-            if getattr(order, name) is None and getattr(e, name) is not None:
-                changes[name] = getattr(e, name)
+        if order.side is None and side is not None:
+            changes["side"] = side
+        if order.order_type is None and e.order_type is not None:
+            changes["order_type"] = e.order_type
         if order.price is None and e.price is not None:
             changes["price"] = e.price
     status = furthest(order.status, e.status)
@@ -610,14 +705,12 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
         changes["status"] = status
     if filled > 0:
         level = Level(filled, cost, fee_known, fees)
-        ms = e.last_trade_timestamp
-        when = When(ms if ms is not None else e.last_update_timestamp, seq)
+        when = _reached(e.last_trade_timestamp, e.last_update_timestamp, e.status, seq)
         known = order.levels.get(level)
-        if known is None or known.earliest(when) != known:
-            changes["levels"] = order.levels.set(
-                level, when if known is None else known.earliest(when)
-            )
-    if not changes and requests is None and order is s.orders.get(e.order_id):
+        narrowed = when if known is None else known.narrowed(when)
+        if narrowed != known:
+            changes["levels"] = order.levels.set(level, narrowed)
+    if not changes and requests is None and order is s.orders.get(order_id):
         return advance(s, seq)  # a repeat of what is known (a polling watcher's view)
     return _store(s, seq, replace(order, **changes), requests)
 
@@ -636,10 +729,10 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
     "exchange_ts",
 )
 def _trade_observed(s: State, e: TradeObserved, seq: int) -> State:
-    if e.trade_id is None:
+    if not e.trade_id:
         raise Malformed("no trade id (a trade without one cannot be told from a repeat)")
-    if e.order_id is None:
-        raise Malformed("no order id")
+    trade_id, order_id = e.trade_id, _id(e.order_id, "order id")
+    side = _side_or_none(e.side)
     symbol = _known_symbol(s, e.asset)
     amount = _number(e.amount, "amount", positive=True)
     if e.cost is not None:
@@ -648,34 +741,36 @@ def _trade_observed(s: State, e: TradeObserved, seq: int) -> State:
         cost = _mul(_number(e.price, "price"), amount)
     else:
         raise Malformed("no cost and no price")
-    fees = _fees(e.fees or ())
-    order, requests = _named(s, e.order_id, e.client_order_id, symbol)
+    order, requests = _named(s, order_id, _cid(e.client_order_id), symbol)
     if order.symbol != symbol:
-        raise Malformed(f"order {e.order_id} is {order.symbol}, its trade says {symbol}")
-    known = order.real.get(e.trade_id)
-    if known is not None:  # a repeat (a REST backfill of a streamed trade, say)
-        if (known.amount, known.cost, known.fees) != (amount, cost, fees):
-            raise Malformed(f"trade {e.trade_id} reported again with other amounts")
-        if requests is None:
-            return advance(s, seq)
+        raise Malformed(f"order {order_id} is {order.symbol}, its trade says {symbol}")
+    ms = e.exchange_ts
     fill = Fill(
-        order_id=e.order_id,
+        order_id=order_id,
         symbol=symbol,
-        side=e.side,
+        side=side,
         amount=amount,
         cost=cost,
-        fees=fees,
-        trade_id=e.trade_id,
+        fees=_fees(e.fees or ()),
+        trade_id=trade_id,
         emulated=False,
-        exchange_ts=e.exchange_ts,
-        seq=seq if known is None else known.seq,
+        exchange_ts=ms,
+        after_ms=None if ms is None else ms - 1,
+        until_ms=ms,
+        fee_known=e.fees is not None,
+        seq=seq,
     )
+    known = order.real.get(trade_id)
+    if known is not None:  # a repeat (a REST backfill of a streamed trade, say)
+        fill = _same_trade(known, fill)
+        if fill == known and requests is None:
+            return advance(s, seq)
     return _store(
         s,
         seq,
         replace(
             order,
-            real=order.real.set(e.trade_id, fill),
+            real=order.real.set(trade_id, fill),
             side=order.side or fill.side,
             status=furthest(order.status, OPEN),
         ),
@@ -683,9 +778,50 @@ def _trade_observed(s: State, e: TradeObserved, seq: int) -> State:
     )
 
 
+def _same_trade(a: Fill, b: Fill) -> Fill:
+    """One trade reported twice: what either report says of it (a stream's message may leave
+    out its side, fee currency or time, which a REST backfill has). The same whichever came
+    first; reports that contradict each other are malformed."""
+    if (a.amount, a.cost) != (b.amount, b.cost):
+        raise Malformed(f"trade {a.trade_id} reported again with other amounts")
+    if a.side is not None and b.side is not None and a.side != b.side:
+        raise Malformed(f"trade {a.trade_id} reported again on the other side")
+    if not b.fee_known or a.fees == b.fees:
+        fees, fee_known = a.fees, a.fee_known
+    elif not a.fee_known:
+        fees, fee_known = b.fees, True
+    else:
+        fees, fee_known = _same_fees(a, b), True
+    times = [t for t in (a.exchange_ts, b.exchange_ts) if t is not None]
+    ms = min(times) if times else None
+    return replace(
+        a,
+        side=a.side or b.side,
+        fees=fees,
+        fee_known=fee_known,
+        exchange_ts=ms,
+        after_ms=None if ms is None else ms - 1,
+        until_ms=ms,
+        seq=min(a.seq, b.seq),
+    )
+
+
+def _same_fees(a: Fill, b: Fill) -> Fees:
+    """The fees of a trade both reports state: the same amounts, one of them perhaps without
+    naming their currency."""
+    mine = sorted(a.fees, key=lambda f: (f[1], f[0]))
+    theirs = sorted(b.fees, key=lambda f: (f[1], f[0]))
+    if len(mine) != len(theirs) or any(
+        x != y or (c != d and "" not in (c, d)) for (c, x), (d, y) in zip(mine, theirs, strict=True)
+    ):
+        raise Malformed(f"trade {a.trade_id} reported again with other fees")
+    return fees_of((c or d, x) for (c, x), (d, _) in zip(mine, theirs, strict=True))
+
+
 @handles(CancelObserved, "order_id", "client_order_id", "status")
 def _cancel_observed(s: State, e: CancelObserved, seq: int) -> State:
-    order_id = e.order_id or (s.client_orders.get(e.client_order_id) if e.client_order_id else None)
+    cid = _cid(e.client_order_id)
+    order_id = e.order_id or (s.client_orders.get(cid) if cid else None)
     if order_id is None or order_id not in s.orders:
         return advance(s, seq)  # the order's own report will follow
     if e.status is not None and e.status not in TERMINAL:
@@ -799,12 +935,21 @@ def _strategy_started(s: State, e: StrategyStarted, seq: int) -> State:
     universe = tuple(e.universe)
     config = Config(e.main_currency, universe, e.margin, e.exchange, e.strategy, True)
     started = _state(s, seq, config=config)
+    problems = []
     contracts = contract_symbols(universe)
     if not e.margin and contracts:
-        reason = (
+        problems.append(
             f"contract markets {', '.join(contracts)} in a spot strategy (margin=False): "
             "their fills move no cash"
         )
+    unknown = [symbol for symbol in universe if split_symbol(symbol)[0] is None]
+    if unknown:
+        problems.append(
+            f"{', '.join(map(repr, unknown))} not ccxt symbols (BASE/QUOTE): fills in them "
+            "move no cash"
+        )
+    if problems:
+        reason = "; ".join(problems)
         return _state(started, seq, anomalies=s.anomalies.set(seq, Anomaly(seq, e.kind, reason)))
     return started
 

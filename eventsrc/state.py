@@ -44,6 +44,7 @@ __all__ = [
     "Health",
     "Level",
     "Order",
+    "Pending",
     "Position",
     "Reported",
     "State",
@@ -112,7 +113,11 @@ def fees_of(pairs: Iterable[tuple[str, Decimal]]) -> Fees:
     """Fees summed per currency (exactly), sorted, zeros dropped."""
     sums: dict[str, Decimal] = {}
     for currency, cost in pairs:
-        sums[currency] = EXACT.add(sums.get(currency, ZERO), cost)
+        old = sums.get(currency)
+        sums[currency] = cost if old is None else EXACT.add(old, cost)
+    if len(sums) == 1:  # the common case: every fee in one currency
+        ((currency, total),) = sums.items()
+        return ((currency, total),) if total else NO_FEES
     return tuple(sorted((c, v) for c, v in sums.items() if v))
 
 
@@ -121,7 +126,12 @@ def fees_plus(a: Fees, b: Fees) -> Fees:
 
 
 def fees_minus(a: Fees, b: Fees) -> Fees:
-    return fees_of((*a, *((c, EXACT.minus(v)) for c, v in b))) if b else a
+    if not b:
+        return a
+    if len(a) == 1 and len(b) == 1 and a[0][0] == b[0][0]:
+        left = EXACT.subtract(a[0][1], b[0][1])
+        return ((a[0][0], left),) if left else NO_FEES
+    return fees_of((*a, *((c, EXACT.minus(v)) for c, v in b)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +162,10 @@ class Traced(msgspec.Struct, frozen=True, gc=False, eq=False):
         return hash(self._key())
 
 
-def replace(value: Any, **changes: Any) -> Any:
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def replace(value: S, **changes: Any) -> S:
     """``value`` with ``changes`` (msgspec's ``structs.replace``)."""
     return msgspec.structs.replace(value, **changes)
 
@@ -206,9 +219,13 @@ class Fill(Traced, frozen=True):
     """One execution of an order: a real trade from the venue, or one emulated from the
     progress of the order's cumulative totals (``emulated=True``, ``trade_id`` None).
 
-    ``exchange_ts`` is when the venue made it (ms), if known; ``seq`` the first event that
-    showed it (its trade, or a report of the order's totals that includes it). An emulated
-    fill with no amount only carries fees the venue reported beyond what its amounts explain.
+    ``exchange_ts`` is when the venue made it (ms), where that is known exactly. ``after_ms``
+    and ``until_ms`` bound it (it happened after ``after_ms`` and at or before ``until_ms``):
+    a real trade's time is exact, an emulated fill's lies between the reports around it; they
+    tell whether a balance report includes it. ``seq`` is the first event that showed it (its
+    trade, or a report of the order's totals that includes it). ``fee_known`` is False for a
+    trade that said nothing of its fee (not a fee of zero). An emulated fill with no amount
+    only carries fees the venue reported beyond what its fills explain.
     """
 
     order_id: str
@@ -220,6 +237,9 @@ class Fill(Traced, frozen=True):
     trade_id: str | None
     emulated: bool
     exchange_ts: int | None = None
+    after_ms: int | None = None
+    until_ms: int | None = None
+    fee_known: bool = True
     seq: int = -1
 
     def _key(self) -> tuple[Any, ...]:
@@ -249,20 +269,25 @@ class Level(NamedTuple):
 
 
 class When(Traced, frozen=True):
-    """When a level was first true at the venue: ``ms`` (its last trade's time, as the venue
-    said) if known, and the event that first reported it."""
+    """When a level was reached at the venue, as far as its reports tell: at or after
+    ``lo_ms`` and at or before ``hi_ms`` (equal when a report dated its last trade), and the
+    event that first reported it. Several reports of one level narrow the bounds."""
 
-    ms: int | None
+    lo_ms: int | None
+    hi_ms: int | None
     seq: int
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.ms,)
+        return (self.lo_ms, self.hi_ms)
 
-    def earliest(self, other: When) -> When:
-        ms = (
-            self.ms if other.ms is None else other.ms if self.ms is None else min(self.ms, other.ms)
-        )
-        return When(ms, min(self.seq, other.seq))
+    def narrowed(self, other: When) -> When:
+        lo = self.lo_ms if other.lo_ms is None else other.lo_ms
+        if self.lo_ms is not None and other.lo_ms is not None:
+            lo = max(self.lo_ms, other.lo_ms)
+        hi = self.hi_ms if other.hi_ms is None else other.hi_ms
+        if self.hi_ms is not None and other.hi_ms is not None:
+            hi = min(self.hi_ms, other.hi_ms)
+        return When(lo, hi, min(self.seq, other.seq))
 
 
 def _none_last(value: Any) -> tuple[int, Any]:
@@ -332,7 +357,8 @@ class Order(Traced, frozen=True):
     reason: str | None = None
     """Why a request failed or was refused, as the venue or the local check said."""
     disagreement: str | None = None
-    """Where the venue's reports and its trades disagree (the trades are taken), if they do."""
+    """What is wrong with the order's fills, if anything: reports and trades that disagree
+    (the trades are taken), or fills that cannot move cash (no side, not a ccxt symbol)."""
     last_seq: int = -1
     """The event that last changed the order (not part of equality: the same order is the
     same whatever order its reports arrived in)."""
@@ -395,6 +421,15 @@ class Config(Value, frozen=True):
         return _symbols(self.universe)
 
 
+class Pending(Value, frozen=True):
+    """What an order's spot fills that a currency's latest report cannot include add to that
+    currency: ``effect``; none of them happened at or before ``after_ms`` (None: some of them
+    are not dated), so a later report as of an earlier time cannot include any of them."""
+
+    effect: Decimal
+    after_ms: int | None
+
+
 @functools.cache
 def _currencies(universe: tuple[str, ...], main_currency: str | None) -> frozenset[str]:
     found = {main_currency} if main_currency else set()
@@ -444,7 +479,7 @@ class Account(Value, frozen=True):
     cash: Map[str, Cash] = msgspec.field(default_factory=_empty)
     positions: Map[tuple[str, str], Position] = msgspec.field(default_factory=_empty)
     reported: Map[str, Reported] = msgspec.field(default_factory=_empty)
-    pending: Map[str, Map[str, Decimal]] = msgspec.field(default_factory=_empty)
+    pending: Map[str, Map[str, Pending]] = msgspec.field(default_factory=_empty)
 
 
 class Book(Value, frozen=True):

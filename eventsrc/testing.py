@@ -354,11 +354,13 @@ class VenueHistory:
     venue sends of them: each fill's trade and the order's cumulative report after it (some
     of either left out), each snapshot's balance report. The venue dates everything.
 
-    ``expected_cash(seen)`` is what cash must be after the reports ``seen`` (in any order):
-    for each currency, its latest balance report seen (by the venue's time), plus the effect
-    of every fill seen that is dated after it. A fill is seen through its trade (dated as the
-    venue dated it) or through a cumulative report that includes it (dated as the first such
-    report seen: nothing earlier tells when it happened)."""
+    ``expected_cash(seen)`` is what cash must be after the reports ``seen``, in the order they
+    arrived: for each currency, its latest balance report seen (by the venue's time), plus the
+    effect of every fill seen that the report cannot include. A fill is seen through its trade
+    (which dates it exactly) or through a cumulative report that includes it: then all that is
+    known is that it happened after the last such report before it and at or before the first
+    one that includes it. A balance report includes a fill dated at or before its time, not one
+    after; where the dates cannot tell, it includes the fills shown before it arrived."""
 
     initial: dict[str, Decimal]
     orders: tuple[VenueOrder, ...]
@@ -373,38 +375,47 @@ class VenueHistory:
                         balance[currency] = balance.get(currency, Decimal(0)) + delta
         return balance
 
-    def expected_cash(self, seen: Iterable[Event]) -> dict[str, Decimal]:
-        latest: dict[str, tuple[int, Decimal]] = {}
-        trades: set[str] = set()
-        levels: dict[str, set[Decimal]] = {}
-        for event in seen:
+    def expected_cash(self, seen: Sequence[Event]) -> dict[str, Decimal]:
+        latest: dict[str, tuple[int, Decimal, int]] = {}  # currency -> (ms, total, arrival)
+        trades: dict[str, int] = {}  # trade id -> arrival
+        levels: dict[str, dict[Decimal, int]] = {}  # order -> reported filled -> arrival
+        for arrival, event in enumerate(seen):
             if isinstance(event, BalanceObserved):
                 assert event.exchange_ts is not None
                 for b in event.balances:
                     assert b.total is not None
                     if b.currency not in latest or latest[b.currency][0] < event.exchange_ts:
-                        latest[b.currency] = (event.exchange_ts, b.total)
+                        latest[b.currency] = (event.exchange_ts, b.total, arrival)
             elif isinstance(event, TradeObserved) and event.trade_id is not None:
-                trades.add(event.trade_id)
+                trades.setdefault(event.trade_id, arrival)
             elif isinstance(event, OrderObserved) and event.order_id and event.filled:
-                levels.setdefault(event.order_id, set()).add(event.filled)
-        cash = {currency: total for currency, (_, total) in latest.items()}
+                levels.setdefault(event.order_id, {}).setdefault(event.filled, arrival)
+        cash = {currency: total for currency, (_, total, _) in latest.items()}
         for order in self.orders:
-            reported = sorted(levels.get(order.order_id, ()))
+            reported = levels.get(order.order_id, {})
             cumulative = Decimal(0)
             for i, fill in enumerate(order.fills, 1):
                 cumulative += fill.amount
+                after: int | None
                 if f"{order.order_id}-t{i}" in trades:
-                    ms = fill.ms
+                    after, until, shown = fill.ms - 1, fill.ms, trades[f"{order.order_id}-t{i}"]
                 else:
-                    covering = [level for level in reported if level >= cumulative]
+                    covering = sorted(level for level in reported if level >= cumulative)
                     if not covering:
                         continue  # nothing seen says this fill happened
-                    ms = order.fills[_fills_to(order, covering[0]) - 1].ms
+                    before = [level for level in reported if level < cumulative]
+                    until = order.fills[_fills_to(order, covering[0]) - 1].ms
+                    after = order.fills[_fills_to(order, max(before)) - 1].ms if before else None
+                    shown = min(reported[level] for level in covering)
                 for currency, delta in order.effects(fill).items():
-                    since = latest.get(currency)
-                    if since is None or ms > since[0]:
-                        cash[currency] = cash.get(currency, Decimal(0)) + delta
+                    report = latest.get(currency)
+                    if report is not None:
+                        ms, _, arrival = report
+                        if until <= ms or (
+                            not (after is not None and after >= ms) and shown < arrival
+                        ):
+                            continue  # the report includes it
+                    cash[currency] = cash.get(currency, Decimal(0)) + delta
         return cash
 
 

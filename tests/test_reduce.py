@@ -600,7 +600,7 @@ def test_state_values_compare_by_content_not_by_where_in_the_trace_they_came_fro
     from eventsrc.state import Fill, Position, Reported, When
 
     pairs = [
-        (When(5, 1), When(5, 2), When(6, 1)),
+        (When(5, 5, 1), When(5, 5, 2), When(5, 6, 1)),
         (
             Reported(D(1), D(1), D(0), 5, 1),
             Reported(D(1), D(1), D(0), 5, 9),
@@ -620,3 +620,219 @@ def test_state_values_compare_by_content_not_by_where_in_the_trace_they_came_fro
     for value, same, other in pairs:
         assert (value == same, value != same, hash(value) == hash(same)) == (True, False, True)
         assert (value == other, value != other) == (False, True)
+
+
+# -- regressions from the adversarial review of the new reducer --------------------------------
+
+
+def test_a_trade_the_reports_already_hold_is_never_counted_again() -> None:
+    """Trades placed in the segments they belong to, even undated: 0.5 BTC filled as 0.2 @ 91,
+    0.1 @ 90, 0.1 @ 91, 0.1 @ 90; reports after the second fill and the last; trades "9" and
+    "11" only (the ids sort as numbers)."""
+    reports = [
+        order_report("0.3", "27.2", amount=D("0.5"), side="buy"),
+        order_report("0.5", "45.3", amount=D("0.5"), side="buy", status="closed"),
+    ]
+    for t11 in (
+        trade("11", amount=D("0.1"), cost=D("9.1"), fees=None),
+        trade("11", amount=D("0.1"), cost=D("9.1"), fees=None, exchange_ts=40),
+    ):
+        state = fold(
+            [SPOT_BTC, *reports, trade("9", amount=D("0.2"), cost=D("18.2"), fees=None), t11]
+        )
+        order = state.orders["o1"]
+        assert (order.filled, order.cost, order.status) == (D("0.5"), D("45.3"), "closed")
+        assert {c: v.total for c, v in state.cash.items()} == {"BTC": D("0.5"), "USDT": D("-45.3")}
+
+    # Costs from a rounded average (99.00): the trades still fit where their amounts do.
+    def averaged(filled: str, status: str = "open") -> OrderObserved:
+        report = order_report(filled, "0", average=D("99.00"), amount=D("0.7"), side="buy")
+        return attrs.evolve(report, cost=None, status=status)
+
+    state = fold(
+        [
+            SPOT_BTC,
+            averaged("0.2"),
+            averaged("0.4"),
+            averaged("0.7", "closed"),
+            trade("t2", amount=D("0.2"), cost=D("19.8002"), fees=None),
+            trade("t3", amount=D("0.3"), cost=D("29.7003"), fees=None),
+        ]
+    )
+    assert state.orders["o1"].filled == D("0.7") and state.cash["BTC"].total == D("0.7")
+    # A dated trade is not placed by time past an undated report it may belong before.
+    state = fold(
+        [
+            SPOT_BTC,
+            order_report("0.2", "18.0", amount=D("0.5"), side="buy"),
+            order_report(
+                "0.5", "45.0", amount=D("0.5"), side="buy", status="closed", last_trade_timestamp=30
+            ),
+            trade("t1", amount=D("0.1"), cost=D("9.0"), fees=None, exchange_ts=20),
+            trade("t2", amount=D("0.3"), cost=D("27.0"), fees=None),
+        ]
+    )
+    assert (state.orders["o1"].filled, state.orders["o1"].cost) == (D("0.5"), D("45.0"))
+    assert not state.anomalies
+
+
+def test_a_trade_reported_again_completes_what_its_first_report_left_out() -> None:
+    start = fold([SPOT_BTC, BalanceObserved(balances=(Balance("USDT", D(1000)),), exchange_ts=1)])
+    balance = BalanceObserved(
+        balances=(Balance("USDT", D(900)), Balance("BTC", D(1))), exchange_ts=2000
+    )
+    cases = [  # a streamed message without something, and the REST backfill with it
+        (trade(side=None), trade()),
+        (trade(fees=[Fee(None, D("0.1"))]), trade()),
+        (trade(fees=None), trade(exchange_ts=1500, fees=None)),
+    ]
+    for sparse, full in cases:
+        one = fold([balance, sparse, full], start)
+        other = fold([balance, full, sparse], start)
+        assert one.orders["o1"] == other.orders["o1"] and one.cash == other.cash
+        assert not one.anomalies and not other.anomalies
+    dated = fold([balance, trade(fees=None), trade(exchange_ts=1500, fees=None)], start)
+    assert (dated.cash["USDT"].total, dated.cash["BTC"].total) == (D(900), D(1))
+    with_fee = fold([trade(fees=[Fee(None, D("0.1"))]), trade()], start)
+    assert with_fee.cash["USDT"].total == D(1000) - D(100) - D("0.1")
+    clash = fold([trade(side="buy"), trade(side="sell")], start)
+    assert "other side" in clash.anomalies[3].reason
+
+
+def test_fees_the_venue_reported_are_never_lost() -> None:
+    # A trade that says nothing of its fee does not make the report's fee zero.
+    state = fold(
+        [
+            SPOT_BTC,
+            order_report("1", "100", side="buy", fees=[Fee("USDT", D("0.1"))]),
+            trade(fees=None),
+        ]
+    )
+    assert state.orders["o1"].fees == (("USDT", D("0.1")),)
+    assert state.cash["USDT"].total == D("-100.1")
+    # A report naming fees, a later one not, and a trade naming its own.
+    state = fold(
+        [
+            SPOT_BTC,
+            order_report(
+                "0.5", "50", side="buy", fees=[Fee("USDT", D("0.05"))], last_trade_timestamp=10
+            ),
+            order_report("1", "100", side="buy", fees=None, last_trade_timestamp=20),
+            trade("t2", amount=D("0.5"), cost=D(50), fees=[Fee("USDT", D("0.05"))], exchange_ts=20),
+        ]
+    )
+    order = state.orders["o1"]
+    assert order.fees == (("USDT", D("0.1")),)
+    assert all(f.fee("USDT") >= 0 for f in order.fills)
+
+
+def test_the_state_hash_is_the_same_under_every_hash_seed() -> None:
+    """Equal amounts written differently (1.0 and 1) must not make the state depend on a map's
+    iteration order, or verify() would see a divergence in another process."""
+    import os
+    import subprocess
+    import sys
+
+    child = """
+from decimal import Decimal as D
+from eventsrc import Fee, OrderObserved, StrategyStarted, fold, state_hash
+from eventsrc.testing import stamp_all
+events = stamp_all([
+    StrategyStarted("USDT", ("BTC/USDT",)),
+    OrderObserved(order_id="o1", asset="BTC/USDT", side="buy", status="open", amount=D(2),
+                  filled=D("1.0"), cost=D(100), fees=None),
+    OrderObserved(order_id="o1", asset="BTC/USDT", side="buy", status="open", amount=D(2),
+                  filled=D("1"), cost=D(100), fees=(Fee("USDT", D("0.1")),)),
+])
+print(state_hash(fold(events)))
+"""
+    root = str(Path(__file__).resolve().parents[1])
+    hashes = {
+        subprocess.run(
+            [sys.executable, "-c", child],
+            env=dict(os.environ, PYTHONHASHSEED=str(seed), PYTHONPATH=root),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in range(6)
+    }
+    assert len(hashes) == 1, hashes
+
+
+def test_a_report_that_dates_only_its_cancel_does_not_date_its_fill() -> None:
+    """Filled at 1000 ms, canceled at 3000: the report's last update is not its fill's time.
+    A balance at 4000 ms includes the fill whatever the order; one at 2000 ms cannot tell from
+    the dates, so the arrival order decides (the report came first: the balance includes it)."""
+    start = fold([SPOT_BTC, BalanceObserved(balances=(Balance("USDT", D(1000)),), exchange_ts=1)])
+    report = order_report(
+        "0.5", "50", amount=D(1), side="buy", status="canceled", last_update_timestamp=3000
+    )
+    for ms in (2000, 4000):
+        balance = BalanceObserved(
+            balances=(Balance("USDT", D(950)), Balance("BTC", D("0.5"))), exchange_ts=ms
+        )
+        state = fold([report, balance], start)
+        assert (state.cash["USDT"].total, state.cash["BTC"].total) == (D(950), D("0.5"))
+    late = BalanceObserved(
+        balances=(Balance("USDT", D(950)), Balance("BTC", D("0.5"))), exchange_ts=4000
+    )
+    state = fold([late, report], start)
+    assert (state.cash["USDT"].total, state.cash["BTC"].total) == (D(950), D("0.5"))
+
+
+def test_an_attempt_with_no_answer_outranks_a_refusal_in_either_order() -> None:
+    request = OrderRequested("c1", "buy", "limit", D(1), D(100), asset="BTC/USDT")
+    refused = OrderRejected(client_order_id="c1", error="InsufficientFunds")
+    timed_out = OrderRequestFailed(client_order_id="c1", error="RequestTimeout")
+    for outcomes in ([refused, request, timed_out], [timed_out, request, refused]):
+        assert fold([SPOT, request, *outcomes]).requests["c1"].status == "failed"
+
+
+def test_empty_ids_are_no_ids_and_folding_twice_changes_nothing() -> None:
+    request = OrderRequested("c1", "buy", "limit", D(1), D(100), asset="BTC/USDT")
+    ack = attrs.evolve(OrderAcknowledged(client_order_id="c1", order_id=""), seq=2)
+    once = fold([SPOT, request, ack])
+    assert "no order id" in once.anomalies[2].reason
+    assert reduce(once, ack) == once
+    assert "no trade id" in reduce(once, trade(trade_id="")).anomalies[3].reason
+
+
+def test_fills_that_cannot_move_cash_are_never_silent() -> None:
+    upper = fold([SPOT_BTC, order_report("1", "100", side="BUY")])
+    assert "side is 'BUY'" in upper.anomalies[1].reason and not upper.orders
+    odd = fold(
+        [
+            StrategyStarted("USDT", ("BTCUSDT",)),
+            order_report("1", "100", asset="BTCUSDT", side="buy"),
+        ]
+    )
+    assert "not ccxt symbols" in odd.anomalies[0].reason
+    assert "not a ccxt symbol" in (odd.orders["o1"].disagreement or "")
+    sideless = fold([SPOT_BTC, order_report("1", "100")])
+    assert "side" in (sideless.orders["o1"].disagreement or "") and not sideless.cash
+    told = reduce(sideless, order_report("1", "100", side="buy"))
+    assert told.orders["o1"].disagreement is None and told.cash["BTC"].total == D(1)
+
+
+def test_a_currency_listed_twice_differently_in_one_balance_report_is_an_anomaly() -> None:
+    twice = BalanceObserved(balances=(Balance("USDT", D(1)), Balance("USDT", D(2))))
+    state = fold([SPOT, twice])
+    assert "twice" in state.anomalies[1].reason and not state.cash
+    same = BalanceObserved(balances=(Balance("USDT", D(1)), Balance("USDT", D(1))))
+    assert fold([SPOT, same]).cash["USDT"].total == D(1)
+
+
+def test_ccxt_fees_are_summed_exactly_whatever_the_callers_decimal_context() -> None:
+    import decimal
+
+    order = {
+        "id": "1",
+        "fees": [
+            {"cost": "0.1234567", "currency": "BNB"},
+            {"cost": "0.0000001", "currency": "BNB"},
+        ],
+    }
+    with decimal.localcontext(decimal.Context(prec=3)):
+        fees = OrderObserved.from_ccxt(order).fees
+    assert fees == (Fee("BNB", D("0.1234568")),)
