@@ -3,9 +3,9 @@
 Columns (one Zarr array each, all the same length): ``seq``, ``ts``, ``exchange_ts``, ``kind``,
 ``asset``, ``source``, ``cause`` (chunk = one *unit* of events), for numpy analytics, and
 ``record`` (variable-length bytes, a unit split into several smaller chunks so one event can be
-read without decoding a whole unit): each item is the event's 42-byte envelope (ENV, see
-segment.py) followed by its MessagePack payload, so the record column alone reproduces every
-event. Every chunk is compressed with zstd and checksummed with crc32c (both standard Zarr v3
+read without decoding a whole unit): each item is the event's record (record.py: its
+42-byte envelope followed by its MessagePack payload), so the record column alone reproduces
+every event. Every chunk is compressed with zstd and checksummed with crc32c (both standard Zarr v3
 codecs); the record column uses zarr-python's ``variable_length_bytes`` data type and
 ``vlen-bytes`` codec (no finished v3 spec yet; zarr-python reads it).
 
@@ -41,7 +41,7 @@ import numcodecs
 import numpy as np
 
 from eventsrc.errors import TraceCorrupted, TraceError
-from eventsrc.trace.segment import DEFINE, ENVELOPE, HEAD, HEAD_DTYPE, NO_EXCHANGE_TS
+from eventsrc.trace.record import DEFINE, ENVELOPE, HEAD_DTYPE, NO_EXCHANGE_TS, envelope_table
 
 COLUMNS = ENVELOPE
 RECORD = "record"
@@ -164,7 +164,7 @@ class BodyWriter:
         start, stop = index * self.unit, (index + 1) * self.unit
         if len(records) != self.unit:
             raise ValueError(f"unit {index} must hold {self.unit} events, not {len(records)}")
-        heads = np.frombuffer(b"".join([r[: HEAD.size] for r in records]), dtype=HEAD_DTYPE)
+        heads = envelope_table(records, prefixed=True)
         if heads["seq"][0] != start or not np.array_equal(heads["seq"], np.arange(start, stop)):
             raise ValueError(f"unit {index} does not hold events {start}..{stop - 1}")
         for name in COLUMNS:
@@ -187,9 +187,6 @@ class BodyWriter:
                 _replace_file(self.root / name / "zarr.json", json.dumps(doc, indent=2).encode())
                 fsync_path(self.root / name)
 
-    def close(self) -> None:
-        pass
-
 
 class BodyReader:
     """Reads ranges of the sealed body. Envelope columns go through zarr-python (reopened when
@@ -197,11 +194,11 @@ class BodyReader:
     checks zarr makes (crc32c, zstd, vlen-bytes): through zarr a streaming read cost ~3.8 us
     an event, directly ~1.5, most of it zstd."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, record_chunk: int) -> None:
         self.root = root
         self._arrays: dict[str, Any] = {}
         self._length = -1
-        self._record_chunk = 0
+        self._record_chunk = record_chunk
         self._zstd = numcodecs.Zstd()
         self._vlen = numcodecs.VLenBytes()
 
@@ -231,19 +228,13 @@ class BodyReader:
         """Items of the record column ``start..stop-1``: each the event's envelope + payload."""
         if stop <= start:
             return []
-        chunk = self._chunk_of_records()
+        chunk = self._record_chunk
         found: list[bytes] = []
         for index in range(start // chunk, (stop - 1) // chunk + 1):
             first = index * chunk
             items = self._record_chunk_items(index)
             found.extend(items[max(start, first) - first : min(stop, first + chunk) - first])
         return found
-
-    def _chunk_of_records(self) -> int:
-        if not self._record_chunk:
-            doc = json.loads((self.root / RECORD / "zarr.json").read_bytes())
-            self._record_chunk = int(doc["chunk_grid"]["configuration"]["chunk_shape"][0])
-        return self._record_chunk
 
     def _record_chunk_items(self, index: int) -> list[bytes]:
         where = f"trace body at {self.root}: chunk {RECORD}/c/{index}"
@@ -258,7 +249,7 @@ class BodyReader:
             items: list[bytes] = self._vlen.decode(self._zstd.decode(body)).tolist()
         except Exception as exc:  # numcodecs raises plain RuntimeError/ValueError
             raise TraceCorrupted(f"{where} cannot be decoded ({exc})") from None
-        if len(items) != self._chunk_of_records() or not all(items):
+        if len(items) != self._record_chunk or not all(items):
             raise TraceCorrupted(f"{where} holds {len(items)} records, some empty")
         return items
 

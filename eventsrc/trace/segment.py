@@ -8,23 +8,13 @@ File layout (little-endian)::
 
     header   magic b"ESWAL\\x00\\x00\\x02", int64 start seq                       16 bytes
     frame    uint32 body length, uint32 crc32c(body), body = records             repeated
-    record   uint32 length L, then L bytes: the envelope (ENV, 42 bytes) and the payload
 
-    ENV = <seq int64> <ts int64> <exchange_ts int64> <kind uint16> <asset uint32>
-          <source uint32> <cause int64>                    (HEAD_DTYPE = length + ENV, packed)
-
-A record is exactly one item of the Zarr ``vlen-bytes`` encoding (uint32 length + bytes), so the
-body's ``record`` column of a unit is its item count followed by its records, joined.
+Each record is preceded by its length (see record.py for what a record holds).
 
 A frame is what one write put down (one append with durability "sync", one group commit with
 "group"), so the checksum costs one call per write rather than per event. A crash can tear
 only the last frame, and events are acknowledged as durable only once their frame is fsynced,
 so dropping a torn last frame never drops an acknowledged event.
-
-A *definition* record (kind == DEFINE) gives a code table entry instead of an event: ``asset``
-holds the table (KIND/ASSET/SOURCE), ``source`` the code, ``cause`` the kind's schema version
-(NONE_NAME: the name is None), ``seq`` the seq of the event about to use it, and the payload the
-name in UTF-8. Definitions precede the first event that uses the code.
 """
 
 from __future__ import annotations
@@ -37,43 +27,15 @@ from pathlib import Path
 
 import attrs
 import google_crc32c
-import numpy as np
 
 from eventsrc.errors import TraceCorrupted
+from eventsrc.trace.record import HEAD, parse_records
+from eventsrc.trace.tables import Definition
 
-HEAD = struct.Struct("<IqqqHIIq")
-ENV = struct.Struct("<qqqHIIq")
 FRAME = struct.Struct("<II")
-HEAD_DTYPE = np.dtype(
-    [
-        ("length", "<u4"),
-        ("seq", "<i8"),
-        ("ts", "<i8"),
-        ("exchange_ts", "<i8"),
-        ("kind", "<u2"),
-        ("asset", "<u4"),
-        ("source", "<u4"),
-        ("cause", "<i8"),
-    ]
-)
-assert HEAD_DTYPE.itemsize == HEAD.size
-ENV_DTYPE = np.dtype([(n, HEAD_DTYPE[n]) for n in HEAD_DTYPE.names or () if n != "length"])
-ENVELOPE_SIZE = ENV.size
-ENVELOPE: tuple[str, ...] = tuple(n for n in HEAD_DTYPE.names or () if n != "length")
-"""The envelope columns, in order."""
-
-NO_EXCHANGE_TS = -(2**63)
-"""``exchange_ts`` column value for "none"."""
-NO_CAUSE = -1
-"""``cause`` column value when the cause is none or a client order id (the payload keeps it)."""
-DEFINE = 0xFFFF
-KIND, ASSET, SOURCE = 0, 1, 2
-NONE_NAME = -2
-
 MAGIC = b"ESWAL\x00\x00\x02"
 SEGMENT_HEADER = struct.Struct("<8sq")
 MAX_FRAME = 1 << 30
-_KIND_AT = 28  # offset of the kind code inside HEAD
 
 crc32 = google_crc32c.value
 """Frames are checksummed with CRC-32C (hardware-accelerated: ~25 GB/s here vs ~3 for zlib's)."""
@@ -104,30 +66,10 @@ def list_segments(wal_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def kind_of(head: bytes) -> int:
-    return int.from_bytes(head[_KIND_AT : _KIND_AT + 2], "little")
-
-
-def define_record(seq: int, table: int, code: int, name: str | None, version: int = 0) -> bytes:
-    """A complete definition record (head and payload)."""
-    payload = b"" if name is None else name.encode()
-    cause = NONE_NAME if name is None else version
-    length = ENVELOPE_SIZE + len(payload)
-    return HEAD.pack(length, seq, 0, NO_EXCHANGE_TS, DEFINE, table, code, cause) + payload
-
-
-@attrs.frozen
-class Definition:
-    table: int
-    code: int
-    name: str | None
-    version: int
-
-
 @attrs.define
 class SegmentScan:
-    """What one segment file holds: event records (head + payload) in file order, definitions,
-    and where it ends."""
+    """What one segment file holds: event records (length + envelope + payload) in file order,
+    definitions, and where it ends."""
 
     path: Path
     start: int
@@ -180,34 +122,15 @@ def scan_segment(path: Path) -> SegmentScan:
         if end is None:
             scan.problem = _classify(data, off, n, path)
             break
-        _read_records(data, off + FRAME.size, end, scan)
+        overrun = parse_records(data, off + FRAME.size, end, scan.records, scan.definitions)
+        if overrun is not None:
+            raise TraceCorrupted(
+                f"{path}: a frame at byte {off} passes its checksum but {overrun} "
+                "(written by a faulty writer?)"
+            )
         off = end
     scan.end = off
     return scan
-
-
-def _read_records(data: bytes, off: int, end: int, scan: SegmentScan) -> None:
-    records = scan.records
-    append = records.append
-    unpack_length = struct.Struct("<I").unpack_from
-    define = DEFINE.to_bytes(2, "little")
-    kind_at = _KIND_AT
-    while off < end:
-        (length,) = unpack_length(data, off)
-        stop = off + 4 + length
-        if length < ENVELOPE_SIZE or stop > end:
-            raise TraceCorrupted(
-                f"{scan.path}: a frame passes its checksum but its records overrun it at "
-                f"byte {off} (written by a faulty writer?)"
-            )
-        record = data[off:stop]
-        if record[kind_at : kind_at + 2] == define:
-            _, _, _, _, _, table, code, cause = HEAD.unpack_from(record)
-            name = None if cause == NONE_NAME else record[HEAD.size :].decode()
-            scan.definitions.append(Definition(table, code, name, max(cause, 0)))
-        else:
-            append(record)
-        off = stop
 
 
 def _classify(data: bytes, off: int, n: int, path: Path) -> str:
