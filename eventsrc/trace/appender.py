@@ -21,7 +21,7 @@ import msgspec
 
 from eventsrc.codec import Codec
 from eventsrc.errors import EventNotSerializable, TraceClosed, TraceError, UnknownEventKind
-from eventsrc.events import Event, EventRegistry
+from eventsrc.events import REGISTRY, Event, EventRegistry, TraceRecovered
 from eventsrc.trace.committer import Committer
 from eventsrc.trace.reader import RecordReader
 from eventsrc.trace.record import NO_CAUSE, NO_EXCHANGE_TS, define_record, pack_head
@@ -230,7 +230,10 @@ class Appender:
         cls = type(event)
         if not isinstance(event, Event):
             raise UnknownEventKind(f"{cls.__qualname__} is not an eventsrc event")
-        info = self._registry.info(cls)
+        if cls is TraceRecovered and cls not in self._registry:
+            info = REGISTRY.info(cls)  # the trace records its own events with any registry
+        else:
+            info = self._registry.info(cls)
         key = (info.name, info.version)
         code = self._tables.kind_codes.get(key)
         if code is None:

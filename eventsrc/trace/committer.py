@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from eventsrc.errors import TraceCorrupted, TraceError
 from eventsrc.trace.body import BodyWriter
 from eventsrc.trace.marker import read_meta, write_meta
-from eventsrc.trace.segment import list_segments, scan_segment, segment_name
+from eventsrc.trace.segment import fsync_dir, list_segments, scan_segment, segment_name
 from eventsrc.trace.tables import CodeTables
 
 _CHILD = (
@@ -135,6 +135,11 @@ def seal(root: Path, index: int, meta: dict[str, Any], body: BodyWriter) -> dict
             f"({scan.problem or 'short segment'})"
         )
     body.write_unit(index, scan.records[:unit])
+    # The segment after the unit must exist before the marker points at it (recovery.py); the
+    # writer created it, durably unless its durability is "none": make its entry durable here.
+    if not (root / "wal" / segment_name((index + 1) * unit)).exists():
+        raise TraceCorrupted(f"{path}: the segment that follows unit {index} is missing")
+    fsync_dir(root / "wal")
     meta.update(tables.to_marker())
     meta["committed"] = (index + 1) * unit
     write_meta(root, meta)

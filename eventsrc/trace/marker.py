@@ -21,7 +21,7 @@ from typing import Any
 
 from eventsrc.errors import NotATrace, TraceExists, TraceLocked, TraceNotFound, TraceVersionError
 from eventsrc.trace.body import COLUMNS, RECORD, create_arrays
-from eventsrc.trace.segment import fsync_dir
+from eventsrc.trace.segment import create_segment, fsync_dir
 
 FORMAT = "eventsrc-trace"
 FORMAT_VERSION = 1
@@ -138,6 +138,7 @@ def create(root: Path, unit: int, record_chunk: int) -> int:
         fd = take_lock(tmp)
         create_arrays(tmp, unit, record_chunk)
         (tmp / "wal").mkdir()
+        os.close(create_segment(tmp / "wal", 0, sync=True))  # the segment at the committed length
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -76,10 +76,19 @@ class SegmentScan:
     records: list[bytes] = attrs.field(factory=list)
     definitions: list[Definition] = attrs.field(factory=list)
     end: int = SEGMENT_HEADER.size
-    """Offset just past the last good frame."""
+    """Offset just past the last good frame (0: not even the header is whole)."""
     size: int = 0
     problem: str | None = None
-    """Why reading stopped before the end of the file (a torn or failing frame), if it did."""
+    """Why reading stopped before the end of the file, if it did."""
+    torn: bool = True
+    """With a problem: True if the file ends inside the failing frame (or its header, or the
+    rest is zeros): a write cut short, never acknowledged. False if the frame is all there but
+    fails its checksum (or its length is nonsense): it may hold acknowledged events."""
+
+    @property
+    def empty(self) -> bool:
+        """Nothing but (at most) its header: a segment just created."""
+        return self.size <= SEGMENT_HEADER.size and self.problem is None
 
 
 def _frame_at(data: bytes, off: int, n: int) -> int | None:
@@ -110,7 +119,7 @@ def scan_segment(path: Path) -> SegmentScan:
             -1 if start is None else start,
             end=0,
             size=n,
-            problem="torn segment header" if n else "empty segment file",
+            problem=f"torn segment header ({n} bytes)" if n else None,
         )
     magic, start = SEGMENT_HEADER.unpack_from(data, 0)
     if magic != MAGIC or start != segment_start(path):
@@ -120,7 +129,7 @@ def scan_segment(path: Path) -> SegmentScan:
     while off < n:
         end = _frame_at(data, off, n)
         if end is None:
-            scan.problem = _classify(data, off, n, path)
+            scan.problem, scan.torn = _classify(data, off, n, path)
             break
         overrun = parse_records(data, off + FRAME.size, end, scan.records, scan.definitions)
         if overrun is not None:
@@ -133,15 +142,51 @@ def scan_segment(path: Path) -> SegmentScan:
     return scan
 
 
-def _classify(data: bytes, off: int, n: int, path: Path) -> str:
-    """A failing frame at ``off``: a torn tail (nothing good after it), or damage (raise)."""
+def _classify(data: bytes, off: int, n: int, path: Path) -> tuple[str, bool]:
+    """A failing frame at ``off``, the last thing in the file: what is wrong, and whether it
+    is torn (see SegmentScan.torn). Raises TraceCorrupted if a good frame follows it."""
     for probe in range(off + 1, n - FRAME.size - HEAD.size + 1):
         if _frame_at(data, probe, n) is not None:
             raise TraceCorrupted(
                 f"write-ahead segment {path} is damaged at byte {off}: a frame there fails "
                 f"its checksum but a good frame follows at byte {probe}"
             )
-    return f"torn frame at byte {off} ({n - off} bytes)"
+    size = n - off
+    if off + FRAME.size > n:
+        return f"torn frame header at byte {off} ({size} bytes)", True
+    if not data[off:].strip(b"\x00"):
+        # A file system can leave allocated, never-written blocks as zeros after a crash.
+        return f"zero-filled tail at byte {off} ({size} bytes)", True
+    length, _ = FRAME.unpack_from(data, off)
+    if length < HEAD.size or length > MAX_FRAME:
+        return f"damaged frame at byte {off}: impossible length {length} ({size} bytes)", False
+    if off + FRAME.size + length > n:
+        return f"torn frame at byte {off} ({size} of {FRAME.size + length} bytes)", True
+    return f"damaged frame at byte {off}: it fails its checksum ({size} bytes)", False
+
+
+def create_segment(wal_dir: Path, start: int, sync: bool) -> int:
+    """Open the segment file starting at ``start`` for appending, creating it (with its header)
+    if it does not exist or is empty; returns its fd. ``sync``: make a new file and its
+    directory entry durable before returning."""
+    path = wal_dir / segment_name(start)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        created = False
+    except FileNotFoundError:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        created = True
+    try:
+        if os.fstat(fd).st_size == 0:  # new, or left empty by a crash right after creating it
+            os.write(fd, SEGMENT_HEADER.pack(MAGIC, start))
+            if sync:
+                os.fdatasync(fd)
+                if created:
+                    fsync_dir(wal_dir)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class SegmentWriter:
@@ -175,23 +220,13 @@ class SegmentWriter:
         self._retired: list[int] = []
         self._dir_unsynced = False
         self._on_complete = on_complete
-        self.fd = -1
-        self._open(start)
-
-    def _open(self, start: int) -> None:
-        path = self.wal_dir / segment_name(start)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
-            os.write(fd, SEGMENT_HEADER.pack(MAGIC, start))
-            if self._sync_rotation:
-                os.fdatasync(fd)
-                fsync_dir(self.wal_dir)
-            else:
-                self._dir_unsynced = True
-        self.fd = fd
+        self.fd = self._create(start)
         self.start = start
+
+    def _create(self, start: int) -> int:
+        fd = create_segment(self.wal_dir, start, self._sync_rotation)
+        self._dir_unsynced = self._dir_unsynced or not self._sync_rotation
+        return fd
 
     def rotate_at(self, start: int) -> None:
         self._rotations.append((len(self.pending), start))
@@ -205,9 +240,17 @@ class SegmentWriter:
         rotations, self._rotations = self._rotations, []
         done = 0
         for index, start in rotations:
-            self._write(batch[done:index])
+            # The next segment exists before the frame that completes this one is written, so
+            # a complete segment is never the last file: if the newest segments are lost, what
+            # remains shows it (recovery.py), instead of reading as a shorter trace.
+            successor = self._create(start)
+            try:
+                self._write(batch[done:index])
+            except BaseException:
+                os.close(successor)
+                raise
             done = index
-            self._rotate(start)
+            self._rotate(successor, start)
         self._write(batch[done:] if done else batch)
 
     def _write(self, batch: list[bytes]) -> None:
@@ -221,17 +264,16 @@ class SegmentWriter:
             while rest:
                 rest = rest[os.write(self.fd, rest) :]
 
-    def _rotate(self, start: int) -> None:
-        # A complete segment is made durable before its successor exists, so a power cut can
-        # never leave a torn segment followed by another.
+    def _rotate(self, successor: int, start: int) -> None:
+        # A complete segment is made durable before the committer is told about it.
         if self._sync_rotation:
             os.fdatasync(self.fd)
         if self._retire_rotated:
             self._retired.append(self.fd)  # a flusher may be fsyncing it: it closes it
         else:
             os.close(self.fd)
-        self.fd = -1
-        self._open(start)
+        self.fd = successor
+        self.start = start
         self._on_complete(start)
 
     def take_retired(self) -> list[int]:

@@ -7,6 +7,7 @@ Layout of a trace directory::
                      (kind names and schema versions, asset symbols, sources)
     seq/ ts/ exchange_ts/ kind/ asset/ source/ cause/ record/      the body (see body.py)
     wal/<seq>.wal    write-ahead segments of the events not yet in the body (see segment.py)
+    recovered/       bytes a writer cut off the end of a segment at open, kept (recovery.py)
     LOCK             the writer's lock (flock), holding who took it
 
 Durability contract:
@@ -20,9 +21,12 @@ Durability contract:
 - With ``"none"`` nothing is promised until ``flush()`` or ``close()``.
 - A process killed at any instant leaves a trace that opens, whose events are a dense prefix
   ``0..n-1`` containing every event acknowledged as durable, with no torn record: a torn frame
-  at the end of the write-ahead segment (the last write, never acknowledged) is dropped on open,
-  logged and counted in ``trace.recovery``; damage anywhere else raises TraceCorrupted naming
-  where, and nothing is dropped.
+  at the end of the write-ahead segment (the last write, never acknowledged) is cut off by the
+  next writer, after copying its bytes to ``recovered/``; the trace records that as a
+  TraceRecovered event, and ``trace.recovery`` says what was found. The same goes for a last
+  frame that is whole but fails its checksum (damage: it may hold acknowledged events, and
+  its bytes are kept for that reason). Readers report such a tail and leave it. Damage
+  anywhere else, or a missing segment, raises TraceCorrupted naming where; nothing is dropped.
 
 One writer at a time: mode "a" or "w" takes an exclusive lock, and a second writer gets
 TraceLocked naming the holder. Any number of readers (mode "r", in any process) may read while
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import time
 import weakref
@@ -54,7 +59,7 @@ import numpy as np
 from eventsrc.clock import Clock, WallClock
 from eventsrc.codec import Codec, stamp
 from eventsrc.errors import TraceClosed, TraceCorrupted, TraceError, TraceExists, TraceReadOnly
-from eventsrc.events import REGISTRY, Event, EventRegistry
+from eventsrc.events import REGISTRY, Event, EventRegistry, TraceRecovered
 from eventsrc.trace.appender import DURABILITY, Appender
 from eventsrc.trace.body import COLUMNS
 from eventsrc.trace.marker import create, read_meta, take_lock
@@ -65,11 +70,15 @@ from eventsrc.trace.recovery import (
     Unsealed,
     drop_sealed_segments,
     read_unsealed,
-    repair_tail,
+    set_aside,
+    tail_of,
+    wal_state,
 )
 from eventsrc.trace.tables import CodeTables, Column
 
 __all__ = ["Durability", "Mode", "Recovery", "Trace"]
+
+log = logging.getLogger("eventsrc.trace")
 
 DEFAULT_UNIT = 32768
 DEFAULT_RECORD_CHUNK = 4096
@@ -200,19 +209,43 @@ class Trace:
         for _attempt in range(50):
             meta = read_meta(self.path)
             tables = CodeTables.from_marker(meta, f"trace {self.path}")
+            before = wal_state(self.path)
             try:
                 unsealed = read_unsealed(self.path, meta["committed"], meta["unit"], tables)
             except FileNotFoundError:
                 continue  # the writer committed and removed a segment meanwhile
             except TraceCorrupted:
-                if read_meta(self.path)["committed"] != meta["committed"]:
+                # A writer may have moved on under us (appended, rotated, sealed): look again.
+                if (
+                    read_meta(self.path)["committed"] != meta["committed"]
+                    or wal_state(self.path) != before
+                ):
                     continue
                 raise
             if read_meta(self.path)["committed"] != meta["committed"]:
                 continue
             self._install(meta, tables, unsealed)
+            self._report_pending(unsealed)
             return
         raise TraceError(f"trace {self.path} changed too fast to read a consistent view")
+
+    def _report_pending(self, unsealed: Unsealed) -> None:
+        """Readers: say what is unreadable at the end of the last segment (left alone)."""
+        tails = [] if unsealed.tail is None else [tail_of(unsealed.tail)]
+        if tails != self.recovery.tails:
+            for tail in tails:
+                how = "is torn (a writer mid-write, or a crash)" if tail.torn else "is damaged"
+                log.log(
+                    logging.INFO if tail.torn else logging.WARNING,
+                    "trace %s: the end of write-ahead segment %s %s: %s; read up to byte %d, "
+                    "the next writer sets the rest aside",
+                    self.path,
+                    tail.segment,
+                    how,
+                    tail.reason,
+                    tail.offset,
+                )
+        self.recovery.tails = tails
 
     def refresh(self) -> None:
         """Readers: catch up with what the writer has written since open (or the last refresh)."""
@@ -223,11 +256,11 @@ class Trace:
     def _open_writer(self, lock_fd: int, clock: Clock, group_interval: float) -> None:
         meta = read_meta(self.path)
         committed, unit = int(meta["committed"]), int(meta["unit"])
-        (self.path / "wal").mkdir(exist_ok=True)
         drop_sealed_segments(self.path, committed, unit)
         tables = CodeTables.from_marker(meta, f"trace {self.path}")
         unsealed = read_unsealed(self.path, committed, unit, tables)
-        repair_tail(self.path, unsealed.scans, self.recovery)
+        if unsealed.tail is not None:
+            set_aside(self.path, unsealed.tail, self.recovery)
         self._install(meta, tables, unsealed)
         # The wall clock's method only wraps time.time_ns; call that directly on the hot path.
         now = time.time_ns if type(clock) is WallClock else clock.now_ns
@@ -242,8 +275,26 @@ class Trace:
             in_memory=self._in_memory,
         )
         self._lock_fd = lock_fd
-        self.recovery.resealed_units += self._appender.reseal(committed)
         _open_writers.add(self)
+        self.recovery.resealed_units += self._appender.reseal(committed)
+        self._record_recovery()
+
+    def _record_recovery(self) -> None:
+        """Record what was set aside as events, durably, before anything else is appended."""
+        recovery = self.recovery
+        for tail, kept in zip(recovery.tails, recovery.set_aside, strict=True):
+            event = TraceRecovered(
+                segment=tail.segment,
+                offset=tail.offset,
+                dropped_bytes=tail.size,
+                torn=tail.torn,
+                set_aside=kept,
+                reason=tail.reason,
+                source="eventsrc.trace",
+            )
+            recovery.recorded.append(self.append(event))
+        if recovery.recorded:
+            self.flush()
 
     # -- appending --------------------------------------------------------------------------
 
