@@ -1,6 +1,7 @@
 """The ``eventsrc`` command line: record a demo trace, and read traces back.
 
-Errors are one clear line on stderr (exit status 2), never a traceback.
+Errors are one clear line on stderr (exit status 2), never a traceback: bad arguments, the
+trace's own errors, the file system's, and anything unexpected.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -132,20 +133,38 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eventsrc", description=__doc__)
+    parser = _Parser(prog="eventsrc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="record a demo trace and print its tail")
     demo.add_argument("--trace", default="demo-trace", help="trace directory (appended to)")
-    demo.add_argument("--events", type=int, default=2000, help="events to record")
-    demo.add_argument("--tail", type=int, default=15, help="events to print at the end")
+    demo.add_argument("--events", type=_count, default=2000, help="events to record")
+    demo.add_argument("--tail", type=_count, default=15, help="events to print at the end")
     demo.add_argument("--json", action="store_true", help="one JSON object per event")
     demo.set_defaults(run=cmd_demo)
 
     tail = sub.add_parser("tail", help="print the last events of a trace")
     tail.add_argument("trace")
-    tail.add_argument("-n", type=int, default=10)
+    tail.add_argument("-n", type=_count, default=10)
     tail.add_argument("--kind", action="append", help="only this kind (repeatable)")
     tail.add_argument("--asset", help="only this symbol")
     tail.add_argument("--json", action="store_true", help="one JSON object per event")
@@ -169,18 +188,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flat(text: str) -> str:
+    """``text`` on one line."""
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         status: int = args.run(args)
-    except EventsrcError as exc:
-        print(f"eventsrc: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `eventsrc tail ... | head`
         sys.stderr.close()
         return 0
+    except EventsrcError as exc:
+        print(f"eventsrc: error: {_flat(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"eventsrc: error: {_flat(exc.strerror or str(exc))}{where}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        what = _flat(f"{type(exc).__name__}: {exc}")
+        print(f"eventsrc: error: unexpected {what} (a bug: please report it)", file=sys.stderr)
+        return 2
     return status
 
 

@@ -16,6 +16,7 @@ from eventsrc.errors import (
     TraceLocked,
     TraceNotFound,
     TraceReadOnly,
+    TraceStorageError,
     TraceVersionError,
     UnknownEventKind,
 )
@@ -133,6 +134,7 @@ __all__ = [
     "TraceNotFound",
     "TraceReadOnly",
     "TraceRecovered",
+    "TraceStorageError",
     "TraceVersionError",
     "TradeObserved",
     "UnknownEvent",

@@ -63,3 +63,30 @@ def test_replay_verify_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[s
         trace.append(Checkpoint(100, "0" * 64))
     assert main(["verify", str(path), "--json"]) == 1
     assert json.loads(capsys.readouterr().out) == {"diverged_at": 100}
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_bad_arguments_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--trace", str(tmp_path / "t"), "--events", "-5"]) == 2
+    err = one_line_error(capsys)
+    assert "--events" in err and "-5" in err
+    assert not (tmp_path / "t").exists()
+    assert main(["tail", str(tmp_path), "-n", "-1"]) == 2
+    assert "-n" in one_line_error(capsys)
+
+
+def test_a_file_system_error_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["demo", "--trace", str(blocker / "trace"), "--events", "5"]) != 0
+    assert str(blocker) in one_line_error(capsys)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from eventsrc import Note, Trace, TraceCorrupted, TraceError, TraceRecovered
+from eventsrc import (
+    Note,
+    Trace,
+    TraceCorrupted,
+    TraceError,
+    TraceRecovered,
+    TraceStorageError,
+)
 from eventsrc.trace.segment import list_segments
 
 SMALL: dict[str, Any] = {"unit": 64, "record_chunk": 16}
@@ -384,3 +395,108 @@ def test_a_torn_frame_before_an_empty_next_segment_is_a_torn_tail(trace_path: Pa
         trace.extend(Note(f"again {i}") for i in range(100))
     with Trace.open(trace_path) as reader:
         assert len(reader) == 101 and reader.committed == 64
+
+
+# --- damaged metadata and refusing file systems: clear errors, never tracebacks -------------
+
+
+@pytest.mark.parametrize("key", ["committed", "unit", "record_chunk", "kinds", "assets", "sources"])
+@pytest.mark.parametrize("mode", ["r", "a"])
+def test_a_marker_missing_a_key_is_a_clear_error(trace_path: Path, key: str, mode: str) -> None:
+    write(trace_path, 10)
+    marker = trace_path / "zarr.json"
+    doc = json.loads(marker.read_text())
+    del doc["attributes"]["eventsrc"][key]
+    marker.write_text(json.dumps(doc))
+    with pytest.raises(TraceCorrupted, match=rf"zarr\.json.*{key}"):
+        Trace.open(trace_path, mode)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("damage", ["no directory", "no zarr.json", "not json", "no shape"])
+@pytest.mark.parametrize("mode", ["r", "a"])
+def test_a_missing_or_damaged_column_array_is_a_clear_error(
+    trace_path: Path, damage: str, mode: str
+) -> None:
+    write(trace_path, 100)
+    array = trace_path / "ts"
+    if damage == "no directory":
+        shutil.rmtree(array)
+    elif damage == "no zarr.json":
+        (array / "zarr.json").unlink()
+    elif damage == "not json":
+        (array / "zarr.json").write_text("{ this is not")
+    else:
+        doc = json.loads((array / "zarr.json").read_text())
+        del doc["shape"]
+        (array / "zarr.json").write_text(json.dumps(doc))
+    with pytest.raises(TraceCorrupted, match=r"column 'ts'.*ts/zarr\.json"):
+        Trace.open(trace_path, mode)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permissions do not bind root")
+def test_a_read_only_trace_refuses_a_writer_clearly(trace_path: Path) -> None:
+    write(trace_path, 10)
+    for path in [trace_path, *trace_path.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        with pytest.raises(TraceStorageError, match=str(trace_path)):
+            Trace.open(trace_path, "a")
+        assert len(Trace.open(trace_path)) == 10  # reading still works
+    finally:
+        for path in [trace_path, *trace_path.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+def refuse(monkeypatch: pytest.MonkeyPatch, error: int, where: Path) -> None:
+    """Make the file system refuse writes under ``where`` with ``error`` (EROFS, ENOSPC)."""
+    real_open, real_write = os.open, os.write
+    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def guarded_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & writes and str(path).startswith(str(where)) and error == errno.EROFS:
+            raise OSError(error, os.strerror(error), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def guarded_write(fd: int, data: Any) -> int:
+        if error == errno.ENOSPC:
+            raise OSError(error, os.strerror(error))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "open", guarded_open)
+    monkeypatch.setattr(os, "write", guarded_write)
+
+
+def test_a_read_only_file_system_refuses_a_writer_clearly(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(trace_path, 10)
+    refuse(monkeypatch, errno.EROFS, trace_path)
+    with pytest.raises(TraceStorageError, match=rf"{trace_path}.*Read-only file system"):
+        Trace.open(trace_path, "a")
+    assert len(Trace.open(trace_path)) == 10  # reading still works
+
+
+def test_a_full_disk_at_creation_is_a_clear_error_and_leaves_nothing(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refuse(monkeypatch, errno.ENOSPC, trace_path.parent)
+    with pytest.raises(TraceStorageError, match=rf"{trace_path}.*No space left"):
+        Trace.open(trace_path, "w")
+    monkeypatch.undo()
+    assert not trace_path.exists() and not list(trace_path.parent.iterdir())
+
+
+def test_a_full_disk_while_setting_a_tail_aside_destroys_nothing(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extended(trace_path)
+    segment = last_segment(trace_path)
+    data = segment.read_bytes()[:-10]
+    segment.write_bytes(data)
+    refuse(monkeypatch, errno.ENOSPC, trace_path)
+    with pytest.raises(TraceStorageError, match="No space left"):
+        Trace.open(trace_path, "a")
+    monkeypatch.undo()
+    assert segment.read_bytes() == data  # not cut: the bytes could not be kept elsewhere
+    with Trace.open(trace_path, "a") as trace:  # once there is room, recovery goes through
+        assert isinstance(trace[-1], TraceRecovered)

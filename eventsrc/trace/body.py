@@ -92,6 +92,49 @@ def create_arrays(root: Path, unit: int, record_chunk: int) -> None:
     )
 
 
+def array_metadata(root: Path, name: str, chunk: int) -> dict[str, Any]:
+    """The metadata (``zarr.json``) of one column, checked enough to read the column by:
+    TraceCorrupted naming the file if it is missing, unreadable or not this column's."""
+    path = root / name / "zarr.json"
+    where = f"trace {root}: the body column {name!r} ({path})"
+    try:
+        doc: dict[str, Any] = json.loads(path.read_bytes())
+    except (FileNotFoundError, NotADirectoryError):
+        raise TraceCorrupted(f"{where} is missing") from None
+    except ValueError as exc:
+        raise TraceCorrupted(f"{where} is unreadable ({exc})") from None
+    shape = doc.get("shape") if isinstance(doc, dict) else None
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 1
+        or not isinstance(shape[0], int)
+        or doc.get("node_type") != "array"
+    ):
+        raise TraceCorrupted(f"{where} is not the metadata of a 1-D Zarr array")
+    grid = doc.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
+    if grid != [chunk]:
+        raise TraceCorrupted(f"{where} has chunks of {grid}, where the trace has {chunk}")
+    return doc
+
+
+def body_metadata(root: Path, unit: int, record_chunk: int) -> dict[str, dict[str, Any]]:
+    """Every column's metadata (see ``array_metadata``), by name."""
+    return {
+        name: array_metadata(root, name, record_chunk if name == RECORD else unit)
+        for name in (*COLUMNS, RECORD)
+    }
+
+
+def check_appendable(root: Path, metadata: dict[str, dict[str, Any]]) -> None:
+    """TraceError unless every column is encoded as this eventsrc writes it."""
+    for name, doc in metadata.items():
+        if doc.get("codecs") != _expected_codecs(name):
+            raise TraceError(
+                f"trace body column {root / name} was written with other codecs than this "
+                "eventsrc writes; it can be read but not appended to"
+            )
+
+
 def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -140,17 +183,9 @@ class BodyWriter:
         self.unit = unit
         self.record_chunk = record_chunk
         self._zstd = numcodecs.Zstd(level=ZSTD_LEVEL)
-        self._metadata: dict[str, dict[str, Any]] = {}
-        for name in (*COLUMNS, RECORD):
-            doc = json.loads((root / name / "zarr.json").read_bytes())
-            chunk = unit if name != RECORD else record_chunk
-            grid = doc.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
-            if doc.get("codecs") != _expected_codecs(name) or grid != [chunk]:
-                raise TraceError(
-                    f"trace body column {root / name} was written with other codecs or chunks "
-                    "than this eventsrc writes; it can be read but not appended to"
-                )
-            self._metadata[name] = doc
+        self._metadata = body_metadata(root, unit, record_chunk)
+        check_appendable(root, self._metadata)
+        for name in self._metadata:
             (root / name / "c").mkdir(exist_ok=True)
 
     def _chunk(self, raw: bytes | np.ndarray[Any, Any]) -> bytes:
@@ -206,8 +241,13 @@ class BodyReader:
         if need > self._length:
             import zarr
 
-            group = zarr.open_group(self.root, mode="r")
-            self._arrays = {n: group[n] for n in (*COLUMNS, RECORD)}
+            try:
+                group = zarr.open_group(self.root, mode="r")
+                self._arrays = {n: group[n] for n in (*COLUMNS, RECORD)}
+            except Exception as exc:  # zarr raises KeyError, ValueError, its own errors
+                raise TraceCorrupted(
+                    f"trace body at {self.root} cannot be opened ({type(exc).__name__}: {exc})"
+                ) from None
             self._length = min(a.shape[0] for a in self._arrays.values())
             if need > self._length:
                 raise TraceCorrupted(

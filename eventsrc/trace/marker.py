@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eventsrc.errors import NotATrace, TraceExists, TraceLocked, TraceNotFound, TraceVersionError
+from eventsrc.errors import (
+    NotATrace,
+    TraceCorrupted,
+    TraceExists,
+    TraceLocked,
+    TraceNotFound,
+    TraceStorageError,
+    TraceVersionError,
+)
 from eventsrc.trace.body import COLUMNS, RECORD, create_arrays
 from eventsrc.trace.segment import create_segment, fsync_dir
 
@@ -47,7 +55,31 @@ def read_meta(root: Path) -> dict[str, Any]:
             f"trace {root} has format version {version}; this eventsrc reads up to "
             f"{FORMAT_VERSION} (upgrade eventsrc to read it)"
         )
+    _check(root, meta)
     return meta
+
+
+def _check(root: Path, meta: dict[str, Any]) -> None:
+    """TraceCorrupted, naming the key, unless the marker holds what a trace needs."""
+    where = f"trace {root}: its commit marker ({root / 'zarr.json'}, attributes.eventsrc)"
+    for key, kind in (
+        ("committed", int),
+        ("unit", int),
+        ("record_chunk", int),
+        ("kinds", list),
+        ("assets", list),
+        ("sources", list),
+    ):
+        if key not in meta:
+            raise TraceCorrupted(f"{where} has no {key!r}")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise TraceCorrupted(f"{where} has a {key!r} that is not a {kind.__name__}")
+    unit, chunk, committed = meta["unit"], meta["record_chunk"], meta["committed"]
+    if unit <= 0 or chunk <= 0 or unit % chunk or committed < 0 or committed % unit:
+        raise TraceCorrupted(
+            f"{where} has impossible sizes (unit {unit}, record_chunk {chunk}, "
+            f"committed {committed})"
+        )
 
 
 def write_meta(root: Path, meta: dict[str, Any]) -> None:
@@ -130,7 +162,12 @@ def _holder_alive(root: Path) -> bool:
 def create(root: Path, unit: int, record_chunk: int) -> int:
     """Create a new trace at ``root`` atomically (built aside, then renamed into place);
     returns the writer lock's fd."""
-    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise TraceStorageError(
+            f"cannot create a trace at {root}: {exc.filename} is not a directory"
+        ) from None
     tmp = root.parent / f".{root.name}.creating-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     fd = -1

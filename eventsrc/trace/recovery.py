@@ -205,6 +205,9 @@ def set_aside(root: Path, scan: SegmentScan, recovery: Recovery) -> Tail:
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
+    except BaseException:
+        kept.unlink()  # (and the segment stays as it is)
+        raise
     finally:
         os.close(fd)
     fsync_dir(directory)

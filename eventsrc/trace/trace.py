@@ -58,10 +58,17 @@ import numpy as np
 
 from eventsrc.clock import Clock, WallClock
 from eventsrc.codec import Codec, stamp
-from eventsrc.errors import TraceClosed, TraceCorrupted, TraceError, TraceExists, TraceReadOnly
+from eventsrc.errors import (
+    TraceClosed,
+    TraceCorrupted,
+    TraceError,
+    TraceExists,
+    TraceReadOnly,
+    TraceStorageError,
+)
 from eventsrc.events import REGISTRY, Event, EventRegistry, TraceRecovered
 from eventsrc.trace.appender import DURABILITY, Appender
-from eventsrc.trace.body import COLUMNS
+from eventsrc.trace.body import COLUMNS, body_metadata, check_appendable
 from eventsrc.trace.marker import create, read_meta, take_lock
 from eventsrc.trace.reader import RecordReader, Ring
 from eventsrc.trace.record import Record, split_records
@@ -157,24 +164,19 @@ class Trace:
         trace._decoders = []
         trace._appender = None
         trace._in_memory = in_memory
-        if mode == "r":
-            trace._open_reader()
-            return trace
-        lock_fd = -1
-        if mode == "w" or not root.exists() or (root.is_dir() and not any(root.iterdir())):
-            try:
-                lock_fd = create(root, unit, record_chunk)
-            except TraceExists:
-                if mode == "w":
-                    raise
-        if lock_fd < 0:
-            read_meta(root)  # NotATrace / TraceVersionError before taking the lock
-            lock_fd = take_lock(root)
         try:
-            trace._open_writer(lock_fd, clock or WallClock(), group_interval)
-        except BaseException:
-            os.close(lock_fd)
+            if mode == "r":
+                trace._open_reader()
+            else:
+                trace._open_writer(unit, record_chunk, clock or WallClock(), group_interval)
+        except TraceError:
             raise
+        except OSError as exc:  # the file system refused: read-only, full, permissions
+            doing = "read" if mode == "r" else "write"
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise TraceStorageError(
+                f"trace {root}: cannot open it to {doing}: {exc.strerror or exc}{where}"
+            ) from exc
         return trace
 
     _closed: bool
@@ -206,6 +208,11 @@ class Trace:
         )
 
     def _open_reader(self) -> None:
+        meta = read_meta(self.path)
+        body_metadata(self.path, meta["unit"], meta["record_chunk"])
+        self._read_view()
+
+    def _read_view(self) -> None:
         for _attempt in range(50):
             meta = read_meta(self.path)
             tables = CodeTables.from_marker(meta, f"trace {self.path}")
@@ -251,11 +258,35 @@ class Trace:
         """Readers: catch up with what the writer has written since open (or the last refresh)."""
         self._check_open()
         if self.mode == "r":
-            self._open_reader()
+            self._read_view()
 
-    def _open_writer(self, lock_fd: int, clock: Clock, group_interval: float) -> None:
+    def _open_writer(
+        self, unit: int, record_chunk: int, clock: Clock, group_interval: float
+    ) -> None:
+        root = self.path
+        lock_fd = -1
+        if self.mode == "w" or not root.exists() or (root.is_dir() and not any(root.iterdir())):
+            try:
+                lock_fd = create(root, unit, record_chunk)
+            except TraceExists:
+                if self.mode == "w":
+                    raise
+        if lock_fd < 0:
+            read_meta(root)  # NotATrace / TraceVersionError before taking the lock
+            lock_fd = take_lock(root)
+        try:
+            self._recover(lock_fd, clock, group_interval)
+        except BaseException:
+            if self._appender is not None:
+                with contextlib.suppress(Exception):
+                    self._appender.close()
+            os.close(lock_fd)
+            raise
+
+    def _recover(self, lock_fd: int, clock: Clock, group_interval: float) -> None:
         meta = read_meta(self.path)
         committed, unit = int(meta["committed"]), int(meta["unit"])
+        check_appendable(self.path, body_metadata(self.path, unit, int(meta["record_chunk"])))
         drop_sealed_segments(self.path, committed, unit)
         tables = CodeTables.from_marker(meta, f"trace {self.path}")
         unsealed = read_unsealed(self.path, committed, unit, tables)
@@ -274,10 +305,10 @@ class Trace:
             group_interval=group_interval,
             in_memory=self._in_memory,
         )
-        self._lock_fd = lock_fd
-        _open_writers.add(self)
         self.recovery.resealed_units += self._appender.reseal(committed)
         self._record_recovery()
+        self._lock_fd = lock_fd
+        _open_writers.add(self)
 
     def _record_recovery(self) -> None:
         """Record what was set aside as events, durably, before anything else is appended."""
