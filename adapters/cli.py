@@ -24,6 +24,7 @@ from eventsrc import (
     Note,
     State,
     Trace,
+    TraceError,
     replay_from_trace,
     state_hash,
     verify,
@@ -114,23 +115,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     with Trace.open(args.trace, "r") as trace:
+        integrity = trace.check()
         names = [name for name, _ in trace.code_table("kind")]
-        counts = Counter(names[code] for code in trace.column("kind").tolist())
-        ts = trace.column("ts")
+        try:
+            counts = Counter(names[code] for code in trace.column("kind").tolist())
+            ts = trace.column("ts")
+        except TraceError:  # a damaged column: what is wrong is listed under "problems"
+            counts, ts = Counter(), None
         stats = {
             "events": len(trace),
             "sealed": trace.committed,
-            "kinds": dict(counts.most_common()),
-            "first_ts": int(ts[0]) if len(ts) else None,
-            "last_ts": int(ts[-1]) if len(ts) else None,
+            "kinds": dict(counts.most_common()) if ts is not None else None,
+            "first_ts": int(ts[0]) if ts is not None and len(ts) else None,
+            "last_ts": int(ts[-1]) if ts is not None and len(ts) else None,
             "bytes_on_disk": sum(f.stat().st_size for f in trace.path.rglob("*") if f.is_file()),
+            "recoveries": len(integrity.recoveries),
+            "problems": integrity.problems,
         }
     if args.json:
         print(json.dumps(stats))
     else:
         for key, value in stats.items():
             print(f"{key:>14}: {value}")
-    return 0
+    return 0 if integrity.ok else 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -181,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true")
     check.set_defaults(run=cmd_verify)
 
-    stats = sub.add_parser("stats", help="counts by kind, time span, size on disk")
+    stats = sub.add_parser(
+        "stats", help="counts by kind, time span, size on disk, recoveries, integrity problems"
+    )
     stats.add_argument("trace")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=cmd_stats)

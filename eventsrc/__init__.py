@@ -73,7 +73,7 @@ from eventsrc.state import (
     WatcherHealth,
     state_hash,
 )
-from eventsrc.trace import NO_CAUSE, NO_EXCHANGE_TS, Durability, Mode, Recovery, Trace
+from eventsrc.trace import NO_CAUSE, NO_EXCHANGE_TS, Durability, Integrity, Mode, Recovery, Trace
 
 __version__ = "0.1.0"
 
@@ -103,6 +103,7 @@ __all__ = [
     "EventsrcError",
     "Fill",
     "Health",
+    "Integrity",
     "LocalCheckFailed",
     "ManualClock",
     "Mode",

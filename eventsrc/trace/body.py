@@ -40,7 +40,7 @@ import google_crc32c
 import numcodecs
 import numpy as np
 
-from eventsrc.errors import TraceCorrupted, TraceError
+from eventsrc.errors import TraceCorrupted, TraceError, TraceStorageError
 from eventsrc.trace.record import DEFINE, ENVELOPE, HEAD_DTYPE, NO_EXCHANGE_TS, envelope_table
 
 COLUMNS = ENVELOPE
@@ -277,21 +277,45 @@ class BodyReader:
         return found
 
     def _record_chunk_items(self, index: int) -> list[bytes]:
-        where = f"trace body at {self.root}: chunk {RECORD}/c/{index}"
+        raw, where = self._decompressed(RECORD, index)
         try:
-            data = (self.root / RECORD / "c" / str(index)).read_bytes()
-        except FileNotFoundError:
-            raise TraceCorrupted(f"{where} is missing") from None
-        body = data[:-4]
-        if len(data) < 4 or google_crc32c.value(body) != int.from_bytes(data[-4:], "little"):
-            raise TraceCorrupted(f"{where} fails its crc32c checksum")
-        try:
-            items: list[bytes] = self._vlen.decode(self._zstd.decode(body)).tolist()
+            items: list[bytes] = self._vlen.decode(raw).tolist()
         except Exception as exc:  # numcodecs raises plain RuntimeError/ValueError
             raise TraceCorrupted(f"{where} cannot be decoded ({exc})") from None
         if len(items) != self._record_chunk or not all(items):
             raise TraceCorrupted(f"{where} holds {len(items)} records, some empty")
         return items
+
+    def record_chunk(self, index: int) -> list[bytes]:
+        """The items of chunk ``index`` of the record column, checked (crc32c, zstd, vlen-bytes,
+        item count); TraceCorrupted naming the chunk if they fail."""
+        return self._record_chunk_items(index)
+
+    def column_chunk(self, name: str, index: int, unit: int) -> np.ndarray[Any, Any]:
+        """The values of chunk ``index`` (``unit`` events) of an envelope column, checked the
+        same way as ``record_chunk``, without zarr."""
+        raw, where = self._decompressed(name, index)
+        dtype = HEAD_DTYPE[name]
+        if len(raw) != unit * dtype.itemsize:
+            raise TraceCorrupted(f"{where} holds {len(raw)} bytes, not {unit} values")
+        return np.frombuffer(raw, dtype=dtype)
+
+    def _decompressed(self, name: str, index: int) -> tuple[bytes, str]:
+        """A chunk file's contents, its crc32c checked and zstd undone; and how to name it."""
+        where = f"trace body at {self.root}: chunk {name}/c/{index}"
+        try:
+            data = (self.root / name / "c" / str(index)).read_bytes()
+        except FileNotFoundError:
+            raise TraceCorrupted(f"{where} is missing") from None
+        except OSError as exc:
+            raise TraceStorageError(f"{where} cannot be read ({exc.strerror})") from None
+        body = data[:-4]
+        if len(data) < 4 or google_crc32c.value(body) != int.from_bytes(data[-4:], "little"):
+            raise TraceCorrupted(f"{where} fails its crc32c checksum")
+        try:
+            return bytes(self._zstd.decode(body)), where
+        except Exception as exc:  # numcodecs raises plain RuntimeError/ValueError
+            raise TraceCorrupted(f"{where} cannot be decoded ({exc})") from None
 
     def _read(
         self, array: Any, name: str, sel: slice, start: int, stop: int

@@ -46,6 +46,7 @@ __all__ = [
     "drop_sealed_segments",
     "read_unsealed",
     "set_aside",
+    "survey",
     "wal_state",
 ]
 
@@ -95,64 +96,89 @@ class Unsealed:
     """The unsealed part of a trace as its segments hold it."""
 
     scans: list[SegmentScan]
+    """The segments scanned, in order (a segment that failed to scan is left out)."""
     records: list[bytes]
     """The records of events ``committed..``, dense, in order (length-prefixed)."""
     tail: SegmentScan | None
     """The segment whose end is unreadable, if one is."""
+    problems: list[str] = attrs.field(factory=list)
+    """What is wrong, in the order found (empty: nothing)."""
+    files: int = 0
+    """How many segment files were read (including any that failed to scan)."""
 
 
-def _missing(root: Path, start: int, detail: str) -> TraceCorrupted:
-    return TraceCorrupted(
+def _missing(root: Path, start: int, detail: str) -> str:
+    return (
         f"trace {root}: the write-ahead segment for events from {start} is missing "
         f"(wal/{segment_name(start)}: {detail}); the events it held may be lost, and appending "
         "would reuse their seqs"
     )
 
 
-def read_unsealed(root: Path, committed: int, unit: int, tables: CodeTables) -> Unsealed:
-    """Scan the segments not yet wholly in the body; learn their code definitions into
-    ``tables``. Raises TraceCorrupted for a missing segment, damage before the end, or
-    events missing (see the module docstring)."""
+def survey(root: Path, committed: int, unit: int, tables: CodeTables) -> Unsealed:
+    """Scan the segments not yet wholly in the body, learn their code definitions into
+    ``tables``, and list every problem found (a missing segment, damage before the end,
+    events missing, inconsistent codes) without stopping at the first."""
+    problems: list[str] = []
     scans: list[SegmentScan] = []
+    files = 0
     expected = committed
     for start, path in list_segments(root / "wal"):
         if start + unit <= committed:
             continue  # every event in it is in the body
-        if start != expected:
-            raise _missing(root, expected, f"found {path.name} instead")
-        scans.append(scan_segment(path))
+        while expected < start:
+            problems.append(_missing(root, expected, f"found {path.name} next"))
+            expected += unit
+        files += 1
+        try:
+            scans.append(scan_segment(path))
+        except TraceCorrupted as exc:
+            problems.append(str(exc))
         expected = start + unit
-    if not scans:
-        raise _missing(root, committed, f"the body holds {committed} events and no segment follows")
+    if expected == committed:
+        problems.append(
+            _missing(root, committed, f"the body holds {committed} events and no segment follows")
+        )
     tail: SegmentScan | None = None
     for i, scan in enumerate(scans):
         if scan.problem is not None:
             later = scans[i + 1 :]
             # Only a segment just created (by rotation, before this one was complete) may follow.
             if len(later) > 1 or (later and not later[0].empty):
-                raise TraceCorrupted(f"{scan.path}: {scan.problem}, before a later segment")
-            tail = scan
-            break
+                problems.append(f"{scan.path}: {scan.problem}, before a later segment")
+            else:
+                tail = scan
     records: list[bytes] = []
     expected = committed
     for scan in scans:
         for definition in scan.definitions:
-            tables.learn(definition, str(scan.path))
+            try:
+                tables.learn(definition, str(scan.path))
+            except TraceCorrupted as exc:
+                problems.append(str(exc))
         for record in scan.records:
             seq = written_seq(record)
             if seq != expected:
                 if seq < expected:
                     continue
-                raise TraceCorrupted(
+                problems.append(
                     f"trace {root}: events {expected}..{seq - 1} are missing "
                     f"(next record in {scan.path.name} is seq {seq})"
                 )
+                expected = seq
             records.append(record)
             expected += 1
-    last = scans[-1]
-    if expected == last.start + unit:
-        raise _missing(root, expected, f"{last.path.name} before it is complete")
-    return Unsealed(scans, records, tail)
+    if scans and expected == scans[-1].start + unit:
+        problems.append(_missing(root, expected, f"{scans[-1].path.name} before it is complete"))
+    return Unsealed(scans, records, tail, problems, files)
+
+
+def read_unsealed(root: Path, committed: int, unit: int, tables: CodeTables) -> Unsealed:
+    """``survey``, raising TraceCorrupted for the first problem (see the module docstring)."""
+    unsealed = survey(root, committed, unit, tables)
+    if unsealed.problems:
+        raise TraceCorrupted(unsealed.problems[0])
+    return unsealed
 
 
 def wal_state(root: Path) -> list[tuple[str, int]]:

@@ -69,6 +69,7 @@ from eventsrc.errors import (
 from eventsrc.events import REGISTRY, Event, EventRegistry, TraceRecovered
 from eventsrc.trace.appender import DURABILITY, Appender
 from eventsrc.trace.body import COLUMNS, body_metadata, check_appendable
+from eventsrc.trace.integrity import Integrity, check_trace
 from eventsrc.trace.marker import create, read_meta, take_lock
 from eventsrc.trace.reader import RecordReader, Ring
 from eventsrc.trace.record import Record, split_records
@@ -480,6 +481,12 @@ class Trace:
         if codes is None and asset_code is None:
             return list(self.iter(max(0, len(self) - n)))
         return [self[seq] for seq in self._reader.last_matching(n, codes, asset_code)]
+
+    def check(self) -> Integrity:
+        """Read every sealed chunk and write-ahead segment from disk and report what is wrong
+        (see integrity.py): in any mode, reporting corruption rather than raising it."""
+        self._check_open()
+        return check_trace(self.path, self._decode)
 
     def column(self, name: str) -> np.ndarray[Any, Any]:
         """One envelope column for every event, as a numpy array.
