@@ -119,13 +119,13 @@ class Appender:
         writer = self._writer
         if self._dmode == _GROUP:
             with writer.lock:  # the flusher drains the same pending list
-                self._put(writer, head, payload, seq)
+                completed = self._put(writer, head, payload, seq)
         else:
-            self._put(writer, head, payload, seq)
+            completed = self._put(writer, head, payload, seq)
             if self._dmode == _SYNC:
                 self._write_out(writer, sync=True)
-        if seq + 1 == self._unit_end:
-            self._complete_unit()
+        if completed:
+            self._hold_back()
         return seq
 
     def extend(self, events: Iterable[Event]) -> range:
@@ -144,23 +144,31 @@ class Appender:
         while done < len(staged):
             # Up to the end of the current unit at a time, so each unit is handed over whole.
             batch = staged[done : done + self._unit_end - ring.end]
+            completed = False
             with writer.lock:
                 for head, payload in batch:
-                    self._put(writer, head, payload, ring.end)
+                    completed = self._put(writer, head, payload, ring.end)
             done += len(batch)
-            if ring.end == self._unit_end:
-                self._complete_unit()
+            if completed:
+                self._hold_back()
         if staged and self._dmode == _SYNC:
             self._write_out(writer, sync=True)
         return range(first, ring.end)
 
-    def _put(self, writer: SegmentWriter, head: bytes, payload: bytes, seq: int) -> None:
+    def _put(self, writer: SegmentWriter, head: bytes, payload: bytes, seq: int) -> bool:
+        """Queue one staged record; True if it completes a unit."""
         pending = writer.pending
         ring = self._ring
+        completes = seq + 1 == self._unit_end
         try:
             if self._defs:
                 pending.extend(self._defs)
                 self._defs.clear()
+            if completes:
+                # Marked before the record is queued, so no drain (here, or the flusher's) can
+                # write the frame that completes the segment before its successor exists.
+                writer.rotate_after(2, seq + 1)
+                self._unit_end += self._unit
             pending.extend((head, payload))  # one call: a record is never queued half
             ring.end = seq + 1
             ring.heads.append(head)
@@ -174,6 +182,7 @@ class Appender:
         if len(ring.heads) > 2 * self._in_memory:
             self._write_out(writer)  # everything older than the ring must be in its segment
             ring.trim(self._in_memory)
+        return completes
 
     def _write_out(self, writer: SegmentWriter, sync: bool = False) -> None:
         """Drain (and fsync) the write-ahead segment; a failure stops all further writing."""
@@ -263,18 +272,14 @@ class Appender:
 
     # -- units and the committer ------------------------------------------------------------
 
-    def _complete_unit(self) -> None:
-        """The unit ending at ``_unit_end`` is complete: later records go to a new segment
-        (whose opening hands the complete one to the committer)."""
-        boundary = self._unit_end
-        self._unit_end = boundary + self._unit
-        writer = self._writer
+    def _hold_back(self) -> None:
+        """A unit is complete: wait for the committer if too many units are unsealed (memory
+        holds every unsealed event, so do not run far ahead)."""
         limit = MAX_UNSEALED_UNITS * self._unit
-        with writer.lock:
-            writer.rotate_at(boundary)
-            if self._ring.end - self._reader.committed > limit:
-                self._write_out(writer)  # the committer must have been handed what we wait for
         if self._ring.end - self._reader.committed > limit:
+            writer = self._writer
+            with writer.lock:
+                self._write_out(writer)  # the committer must have been handed what we wait for
             self._wait_for_committer(self._ring.end - limit)
 
     def _segment_complete(self, start: int) -> None:
@@ -286,7 +291,6 @@ class Appender:
         self._reader.raise_committed((index + 1) * self._unit)
 
     def _wait_for_committer(self, committed: int) -> None:
-        """Backpressure: memory holds every unsealed event, so do not run far ahead."""
         reader = self._reader
         with reader.committed_changed:
             while reader.committed < committed:

@@ -192,9 +192,9 @@ def create_segment(wal_dir: Path, start: int, sync: bool) -> int:
 class SegmentWriter:
     """Appends frames to the current segment file, starting a new file at each unit boundary.
 
-    Producers append records (bytes) to ``pending`` and call ``rotate_at(start)`` ("the next
-    records start a segment at this seq"); ``drain`` writes everything pending as frames. With
-    a background flusher, callers hold ``lock`` around all of these.
+    Producers append records (bytes) to ``pending`` and call ``rotate_after(n, start)`` ("after
+    the next n pieces, records start a segment at this seq"); ``drain`` writes everything
+    pending as frames. With a background flusher, callers hold ``lock`` around all of these.
     """
 
     def __init__(
@@ -228,8 +228,9 @@ class SegmentWriter:
         self._dir_unsynced = self._dir_unsynced or not self._sync_rotation
         return fd
 
-    def rotate_at(self, start: int) -> None:
-        self._rotations.append((len(self.pending), start))
+    def rotate_after(self, pieces: int, start: int) -> None:
+        """The segment starting at ``start`` begins after the next ``pieces`` pieces queued."""
+        self._rotations.append((len(self.pending) + pieces, start))
 
     def drain(self) -> None:
         """Write everything pending, one frame per segment, rotating where marked."""
