@@ -30,8 +30,9 @@ from typing import Any, TextIO
 
 from eventsrc.errors import TraceCorrupted, TraceError
 from eventsrc.trace.body import BodyWriter
+from eventsrc.trace.files import fsync_dir
 from eventsrc.trace.marker import read_meta, write_meta
-from eventsrc.trace.segment import fsync_dir, list_segments, scan_segment, segment_name
+from eventsrc.trace.segment import list_segments, scan_segment, segment_name
 from eventsrc.trace.tables import CodeTables
 
 _CHILD = (

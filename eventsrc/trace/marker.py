@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,10 @@ from eventsrc.errors import (
     TraceStorageError,
     TraceVersionError,
 )
-from eventsrc.trace.body import COLUMNS, RECORD, create_arrays
-from eventsrc.trace.segment import create_segment, fsync_dir
+from eventsrc.trace.body import create_body
+from eventsrc.trace.files import fsync_all, fsync_dir, replace_file, write_file
+from eventsrc.trace.segment import create_segment, segment_name
+from eventsrc.trace.tables import CodeTables
 
 FORMAT = "eventsrc-trace"
 FORMAT_VERSION = 1
@@ -82,23 +83,21 @@ def _check(root: Path, meta: dict[str, Any]) -> None:
         )
 
 
-def write_meta(root: Path, meta: dict[str, Any]) -> None:
-    """Replace the group's zarr.json with ``meta`` as attributes["eventsrc"]: temp file, fsync,
-    rename, fsync the directory. The rename is the commit point."""
+def _marker(root: Path, meta: dict[str, Any]) -> bytes:
+    """The group's zarr.json with ``meta`` as attributes["eventsrc"]."""
     path = root / "zarr.json"
     try:
         doc = json.loads(path.read_bytes())
     except FileNotFoundError:
         doc = {"zarr_format": 3, "node_type": "group", "attributes": {}}
     doc.setdefault("attributes", {})["eventsrc"] = meta
-    tmp = root / f".zarr.json.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, json.dumps(doc, indent=1).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    return json.dumps(doc, indent=1).encode()
+
+
+def write_meta(root: Path, meta: dict[str, Any]) -> None:
+    """Replace the group's zarr.json with ``meta`` as attributes["eventsrc"]: temp file, fsync,
+    rename, fsync the directory. The rename is the commit point."""
+    replace_file(root / "zarr.json", _marker(root, meta))
     fsync_dir(root)
 
 
@@ -173,24 +172,23 @@ def create(root: Path, unit: int, record_chunk: int) -> int:
     fd = -1
     try:
         fd = take_lock(tmp)
-        create_arrays(tmp, unit, record_chunk)
+        written = create_body(tmp, unit, record_chunk)
         (tmp / "wal").mkdir()
-        os.close(create_segment(tmp / "wal", 0, sync=True))  # the segment at the committed length
+        # The segment at the committed length always exists (recovery.py).
+        os.close(create_segment(tmp / "wal", 0, sync=False))
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "committed": 0,
             "unit": unit,
             "record_chunk": record_chunk,
-            "kinds": [],
-            "assets": [None],
-            "sources": [""],
+            **CodeTables().to_marker(),
             "created_ns": time.time_ns(),
         }
-        write_meta(tmp, meta)
-        for sub in (*COLUMNS, RECORD):
-            fsync_dir(tmp / sub)
-        fsync_dir(tmp)
+        write_file(tmp / "zarr.json", _marker(tmp, meta), sync=False)
+        wal = tmp / "wal"
+        # Everything durable before the rename makes it a trace: in one go (files.py).
+        fsync_all([*written, wal / segment_name(0), wal, tmp / "zarr.json", tmp])
         try:
             os.rename(tmp, root)
         except OSError:

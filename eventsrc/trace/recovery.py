@@ -28,14 +28,9 @@ from pathlib import Path
 import attrs
 
 from eventsrc.errors import TraceCorrupted
+from eventsrc.trace.files import fsync_dir
 from eventsrc.trace.record import written_seq
-from eventsrc.trace.segment import (
-    SegmentScan,
-    fsync_dir,
-    list_segments,
-    scan_segment,
-    segment_name,
-)
+from eventsrc.trace.segment import SegmentScan, list_segments, scan_segment, segment_name
 from eventsrc.trace.tables import CodeTables
 
 __all__ = [

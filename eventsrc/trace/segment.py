@@ -29,6 +29,7 @@ import attrs
 import google_crc32c
 
 from eventsrc.errors import TraceCorrupted
+from eventsrc.trace.files import fsync_dir as fsync_dir  # (snapshot.py takes it from here)
 from eventsrc.trace.record import HEAD, parse_records
 from eventsrc.trace.tables import Definition
 
@@ -298,11 +299,3 @@ class SegmentWriter:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
