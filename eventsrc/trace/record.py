@@ -129,7 +129,8 @@ def parse_records(
     data: bytes, off: int, end: int, records: list[bytes], definitions: list[Definition]
 ) -> str | None:
     """Split ``data[off:end]`` (the records of one write-ahead frame) into event records
-    (length included) and definitions. Returns what is wrong if the records overrun the frame."""
+    (length included) and definitions. Returns what is wrong if the records overrun the frame
+    or a definition is malformed (only a faulty writer makes such a frame)."""
     append = records.append
     unpack_length = _LENGTH.unpack_from
     kind_at = _KIND_AT
@@ -141,8 +142,11 @@ def parse_records(
         record = data[off:stop]
         if record[kind_at : kind_at + 2] == _DEFINE:
             _, _, _, _, _, table, code, cause = HEAD.unpack_from(record)
-            name = None if cause == NONE_NAME else record[HEAD.size :].decode()
-            definitions.append(Definition(Table(table), code, name, max(cause, 0)))
+            try:
+                name = None if cause == NONE_NAME else record[HEAD.size :].decode()
+                definitions.append(Definition(Table(table), code, name, max(cause, 0)))
+            except ValueError:  # no such table, or a name that is not UTF-8
+                return f"its definition record at byte {off} is malformed"
         else:
             append(record)
         off = stop

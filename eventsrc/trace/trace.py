@@ -194,6 +194,7 @@ class Trace:
     def _install(self, meta: dict[str, Any], tables: CodeTables, unsealed: Unsealed) -> None:
         """Take in the marker, code tables and unsealed records that opening found."""
         committed = int(meta["committed"])
+        previous: RecordReader | None = getattr(self, "_reader", None)  # refresh() keeps its body
         ring = Ring(committed, *split_records(unsealed.records))
         ring.trim(self._in_memory)
         self._tables = tables
@@ -205,7 +206,7 @@ class Trace:
             committed,
             {scan.start: scan.records for scan in unsealed.scans},
             ring,
-            body=self._reader.body if hasattr(self, "_reader") else None,
+            body=None if previous is None else previous.body,
         )
 
     def _open_reader(self) -> None:
