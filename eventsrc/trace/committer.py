@@ -35,10 +35,16 @@ from eventsrc.trace.marker import read_meta, write_meta
 from eventsrc.trace.segment import list_segments, scan_segment, segment_name
 from eventsrc.trace.tables import CodeTables
 
-_CHILD = (
-    "import sys; from eventsrc.trace.committer import main; "
-    "sys.exit(main(sys.argv[1:], sys.stdin, sys.stdout))"
-)
+_CHILD = """
+import importlib.util, sys
+# The child needs only the files it writes, not the engine: register the packages without
+# running their __init__ (which import all of eventsrc), so it starts in ~0.13 s, not ~0.2.
+for name in ("eventsrc", "eventsrc.trace"):
+    spec = importlib.util.find_spec(name)
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+from eventsrc.trace.committer import main
+sys.exit(main(sys.argv[1:], sys.stdin, sys.stdout))
+"""
 
 
 class Committer:
