@@ -1,6 +1,7 @@
 """The ``eventsrc`` command line: record a demo trace, and read traces back.
 
-Errors are one clear line on stderr (exit status 2), never a traceback.
+Errors are one clear line on stderr (exit status 2), never a traceback: bad arguments, the
+trace's own errors, the file system's, and anything unexpected.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -23,6 +24,7 @@ from eventsrc import (
     Note,
     State,
     Trace,
+    TraceError,
     replay_from_trace,
     state_hash,
     verify,
@@ -113,39 +115,63 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     with Trace.open(args.trace, "r") as trace:
+        integrity = trace.check()
         names = [name for name, _ in trace.code_table("kind")]
-        counts = Counter(names[code] for code in trace.column("kind").tolist())
-        ts = trace.column("ts")
+        try:
+            counts = Counter(names[code] for code in trace.column("kind").tolist())
+            ts = trace.column("ts")
+        except TraceError:  # a damaged column: what is wrong is listed under "problems"
+            counts, ts = Counter(), None
         stats = {
             "events": len(trace),
             "sealed": trace.committed,
-            "kinds": dict(counts.most_common()),
-            "first_ts": int(ts[0]) if len(ts) else None,
-            "last_ts": int(ts[-1]) if len(ts) else None,
+            "kinds": dict(counts.most_common()) if ts is not None else None,
+            "first_ts": int(ts[0]) if ts is not None and len(ts) else None,
+            "last_ts": int(ts[-1]) if ts is not None and len(ts) else None,
             "bytes_on_disk": sum(f.stat().st_size for f in trace.path.rglob("*") if f.is_file()),
+            "recoveries": len(integrity.recoveries),
+            "problems": integrity.problems,
         }
     if args.json:
         print(json.dumps(stats))
     else:
         for key, value in stats.items():
             print(f"{key:>14}: {value}")
-    return 0
+    return 0 if integrity.ok else 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eventsrc", description=__doc__)
+    parser = _Parser(prog="eventsrc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="record a demo trace and print its tail")
     demo.add_argument("--trace", default="demo-trace", help="trace directory (appended to)")
-    demo.add_argument("--events", type=int, default=2000, help="events to record")
-    demo.add_argument("--tail", type=int, default=15, help="events to print at the end")
+    demo.add_argument("--events", type=_count, default=2000, help="events to record")
+    demo.add_argument("--tail", type=_count, default=15, help="events to print at the end")
     demo.add_argument("--json", action="store_true", help="one JSON object per event")
     demo.set_defaults(run=cmd_demo)
 
     tail = sub.add_parser("tail", help="print the last events of a trace")
     tail.add_argument("trace")
-    tail.add_argument("-n", type=int, default=10)
+    tail.add_argument("-n", type=_count, default=10)
     tail.add_argument("--kind", action="append", help="only this kind (repeatable)")
     tail.add_argument("--asset", help="only this symbol")
     tail.add_argument("--json", action="store_true", help="one JSON object per event")
@@ -162,25 +188,43 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true")
     check.set_defaults(run=cmd_verify)
 
-    stats = sub.add_parser("stats", help="counts by kind, time span, size on disk")
+    stats = sub.add_parser(
+        "stats", help="counts by kind, time span, size on disk, recoveries, integrity problems"
+    )
     stats.add_argument("trace")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=cmd_stats)
     return parser
 
 
+def _flat(text: str) -> str:
+    """``text`` on one line."""
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         status: int = args.run(args)
-    except EventsrcError as exc:
-        print(f"eventsrc: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `eventsrc tail ... | head`
         sys.stderr.close()
         return 0
+    except EventsrcError as exc:
+        print(f"eventsrc: error: {_flat(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"eventsrc: error: {_flat(exc.strerror or str(exc))}{where}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        what = _flat(f"{type(exc).__name__}: {exc}")
+        print(f"eventsrc: error: unexpected {what} (a bug: please report it)", file=sys.stderr)
+        return 2
     return status
 
 

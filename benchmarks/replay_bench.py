@@ -48,7 +48,6 @@ from eventsrc import (
     save_snapshot,
 )
 from eventsrc.testing import stamp_all
-from eventsrc.trace.segment import ENVELOPE_SIZE
 
 ORDERS = 500
 
@@ -58,16 +57,11 @@ def build(path: Path, n: int) -> None:
         trace.extend(synthetic.stream(n, seed=11, orders=ORDERS))
 
 
-def payloads(path: Path) -> list[tuple[str, memoryview]]:
+def payloads(path: Path) -> list[tuple[str, bytes]]:
     """Every event's (kind name, payload bytes), read from the trace once."""
-    found = []
     with Trace.open(path) as trace:
         kinds = trace.code_table("kind")
-        for first, lo, hi, items, at in trace.record_blocks():
-            for item in items[lo - first : hi - first]:
-                code = int.from_bytes(item[at + 24 : at + 26], "little")
-                found.append((kinds[code][0], memoryview(item)[at + ENVELOPE_SIZE :]))
-    return found
+        return [(kinds[code][0], payload) for _, _, code, payload in trace.records()]
 
 
 PEAK = """

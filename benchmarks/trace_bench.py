@@ -1,16 +1,20 @@
-"""The trace's figures (issue 2): codec, append at each durability, reads, tail, columns, size.
+"""The trace's figures (issue 2): codec, append at each durability, reads, tail, columns, size,
+and opening a writer.
 
 Workload: realistic events from ``adapters.synthetic`` (tickers, order observations and trades
 with Binance-sized raw payloads, balances), a pool of 100k distinct events cycled to N (1M by
-default). Everything is measured end to end from event objects, in one process run, interleaved
-with its baselines and peers:
+default). Everything is measured end to end from event objects (and once from plain dicts, event
+construction included), in one process run, interleaved with its baselines and peers:
 
 - plain file: length-prefixed records with the same encoding, written in 4k-record batches
   (the practical limit of a Python writer);
 - SQLite in WAL mode (synchronous=NORMAL, 10k rows per transaction), and the ``eventsourcing``
   library's SQLite application recorder (1k events per insert);
 - the seed's layout (Planar's): one Zarr array of variable-length records, chunks of 100,
-  Blosc-zstd level 2, appended once a second.
+  Blosc-zstd level 2, appended once a second;
+- for construction + append: the same dicts encoded by msgspec into a plain length-prefixed
+  file (no event objects at all);
+- for opening a writer: creating a plain file, writing one record and fsyncing it.
 """
 
 from __future__ import annotations
@@ -259,6 +263,108 @@ def seed_layout(path: Path, events: list[Event]) -> None:
             array.append(np.array(buffer, dtype=object))
 
 
+def construct_ours(path: Path, rows: list[tuple[type[Event], dict[str, Any]]]) -> None:
+    """Build each event from its dict and append it (durability "group")."""
+    with Trace.open(path, "w", durability="group") as trace:
+        append = trace.append
+        for cls, fields in rows:
+            append(cls(**fields))
+
+
+def construct_plain(path: Path, rows: list[tuple[type[Event], dict[str, Any]]]) -> None:
+    """The same dicts, msgspec-encoded into a length-prefixed file (batched, fsync at end)."""
+    encode = msgspec.msgpack.encode
+    pack = LEN.pack
+    with open(path, "wb", buffering=0) as f:
+        parts: list[bytes] = []
+        for _, fields in rows:
+            payload = encode(fields)
+            parts.append(pack(len(payload)))
+            parts.append(payload)
+            if len(parts) >= 8192:
+                f.write(b"".join(parts))
+                parts.clear()
+        f.write(b"".join(parts))
+        os.fsync(f.fileno())
+
+
+def construct_only(rows: list[tuple[type[Event], dict[str, Any]]]) -> None:
+    for cls, fields in rows:
+        cls(**fields)
+
+
+def bench_construct(pool: list[Event], n: int, work: Path, repeats: int) -> dict[str, float]:
+    """Construction + append from the events' plain dicts, vs msgspec into a plain file."""
+    row_pool = [(type(e), attrs.asdict(e, recurse=False)) for e in pool]
+    rows = list(itertools.islice(itertools.cycle(row_pool), n))
+    ours_path, plain_path = work / "construct-group", work / "construct-plain"
+
+    def clear(name: str) -> None:
+        shutil.rmtree(ours_path, ignore_errors=True)
+        plain_path.unlink(missing_ok=True)
+
+    built = interleaved(
+        {
+            "group": lambda: construct_ours(ours_path, rows),
+            "plain": lambda: construct_plain(plain_path, rows),
+            "construct_only": lambda: construct_only(rows),
+        },
+        repeats,
+        setup=clear,
+    )
+    clear("")
+    return {
+        "construct_append_group_per_s": n / built["group"],
+        "construct_plain_msgspec_per_s": n / built["plain"],
+        "construct_append_group_vs_plain": built["plain"] / built["group"],
+        "construct_only_us_per_event": built["construct_only"] / n * 1e6,
+    }
+
+
+# --- opening a writer ----------------------------------------------------------------------
+
+
+def open_and_append(path: Path, mode: str, event: Event) -> float:
+    """Seconds from Trace.open to the first append returning (durability "sync")."""
+    start = time.perf_counter()
+    trace = Trace.open(path, mode)  # type: ignore[arg-type]
+    trace.append(event)
+    elapsed = time.perf_counter() - start
+    trace.close()
+    return elapsed
+
+
+def plain_open_and_append(path: Path, payload: bytes) -> float:
+    """The baseline: create a file, write one length-prefixed record, fsync it."""
+    start = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, LEN.pack(len(payload)) + payload)
+    os.fsync(fd)
+    elapsed = time.perf_counter() - start
+    os.close(fd)
+    return elapsed
+
+
+def bench_open(work: Path, event: Event, repeats: int) -> dict[str, float]:
+    """Median ms to open a new trace ("w") and append, to reopen one ("a") and append, and of
+    the plain-file baseline, interleaved."""
+    payload = make_encode()(event)
+    times: dict[str, list[float]] = {"w": [], "a": [], "plain": []}
+    for i in range(repeats):
+        path = work / f"open-{i}"
+        times["w"].append(open_and_append(path, "w", event))
+        times["a"].append(open_and_append(path, "a", event))
+        times["plain"].append(plain_open_and_append(work / f"open-{i}.plain", payload))
+    ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    return {
+        "open_w_first_append_ms": ms["w"],
+        "open_a_first_append_ms": ms["a"],
+        "open_plain_first_append_ms": ms["plain"],
+        "open_w_vs_plain": ms["w"] / ms["plain"],
+        "open_a_vs_plain": ms["a"] / ms["plain"],
+    }
+
+
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -302,6 +408,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="trace-bench-"))
     results: dict[str, Any] = {"events": n, "events_sync": n_sync, "events_slow_peers": n_slow_peer}
     try:
+        # First, before anything else in this process has opened a trace (eventsrc imported).
+        results["open_w_first_in_process_ms"] = open_and_append(work / "first", "w", pool[0]) * 1e3
+        results.update(bench_open(work, pool[0], 5 if args.quick else 15))
         results.update(bench_codec(pool, max(repeats, 3)))
 
         paths = {
@@ -364,6 +473,8 @@ def main() -> None:
         best_peer = max(rate["sqlite"], rate["eventsourcing"], rate["seed"])
         results["append_group_vs_best_peer"] = rate["group"] / best_peer
 
+        results.update(bench_construct(pool, n, work, repeats))
+
         # Streaming reads, on a fresh reader each time.
         def read_ours() -> int:
             with Trace.open(paths["group"]) as trace:
@@ -412,6 +523,11 @@ def main() -> None:
             results["codec_ours_decode_per_s"] / results["codec_msgspec_decode_per_s"], 0.5, ">="
         ),
         "append_group_vs_plain": target(results["append_group_vs_plain"], 0.5, ">="),
+        "construct_append_group_vs_plain": target(
+            results["construct_append_group_vs_plain"], 0.5, ">="
+        ),
+        "open_w_first_append_ms": target(results["open_w_first_append_ms"], 100.0, "<="),
+        "open_w_first_in_process_ms": target(results["open_w_first_in_process_ms"], 100.0, "<="),
         "append_group_vs_best_peer": target(results["append_group_vs_best_peer"], 1.0, ">="),
         "tail100_ms_big_cold": target(cold_big, 5.0, "<="),
         "tail100_big_vs_10k": target(results["tail100_big_vs_10k"], 2.0, "<="),

@@ -16,6 +16,7 @@ from eventsrc.errors import (
     TraceLocked,
     TraceNotFound,
     TraceReadOnly,
+    TraceStorageError,
     TraceVersionError,
     UnknownEventKind,
 )
@@ -46,6 +47,7 @@ from eventsrc.events import (
     SyncCompleted,
     SyncStarted,
     TickerObserved,
+    TraceRecovered,
     TradeObserved,
     UnknownEvent,
     WatcherError,
@@ -71,7 +73,7 @@ from eventsrc.state import (
     State,
     WatcherHealth,
 )
-from eventsrc.trace import NO_CAUSE, NO_EXCHANGE_TS, Durability, Mode, Recovery, Trace
+from eventsrc.trace import NO_CAUSE, NO_EXCHANGE_TS, Durability, Integrity, Mode, Recovery, Trace
 
 __version__ = "0.1.0"
 
@@ -102,6 +104,7 @@ __all__ = [
     "Fee",
     "Fill",
     "Health",
+    "Integrity",
     "LocalCheckFailed",
     "ManualClock",
     "Mode",
@@ -132,6 +135,8 @@ __all__ = [
     "TraceLocked",
     "TraceNotFound",
     "TraceReadOnly",
+    "TraceRecovered",
+    "TraceStorageError",
     "TraceVersionError",
     "TradeObserved",
     "UnknownEvent",

@@ -35,6 +35,11 @@ class TraceCorrupted(TraceError):
     """Recorded data fails its checks; the message names where."""
 
 
+class TraceStorageError(TraceError):
+    """The file system refused what the trace needs (permissions, a read-only or full disk);
+    the message names the path and the cause."""
+
+
 class TraceClosed(TraceError):
     """The trace was used after close()."""
 

@@ -880,3 +880,26 @@ class UnknownEvent(Event):
     kind_name: str
     kind_version: int
     data: Any
+
+
+@kind("trace_recovered")
+@attrs.frozen
+class TraceRecovered(Event):
+    """A writer opening the trace found the end of a write-ahead segment unreadable (a frame
+    torn by a crash mid-write, or damaged), set its bytes aside in the trace and went on
+    without them. The trace records it here, at the first seq after the events it kept."""
+
+    segment: str
+    """The write-ahead segment's file name."""
+    offset: int
+    """Where in it the unreadable bytes began."""
+    dropped_bytes: int
+    torn: bool
+    """True: the file ended inside the frame (never acknowledged). False: the frame was whole
+    but failed its checksum, so it may have held acknowledged events."""
+    set_aside: str
+    """Where the dropped bytes are kept, relative to the trace directory."""
+    reason: str = ""
+
+
+__all__ += ["TraceRecovered"]

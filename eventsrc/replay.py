@@ -27,7 +27,6 @@ from eventsrc.events import Checkpoint, Event
 from eventsrc.reducer import READS, advance, reduce
 from eventsrc.snapshot import load_snapshot, snapshot_seqs
 from eventsrc.state import State
-from eventsrc.trace.segment import ENVELOPE_SIZE
 
 if TYPE_CHECKING:
     from eventsrc.trace import Trace
@@ -41,7 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("eventsrc.replay")
-_KIND_OFFSET = 24  # of the kind code inside an envelope
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,31 +104,23 @@ def fold_trace(trace: Trace, state: State, start: int, stop: int) -> State:
     """Fold events ``start..stop-1`` of ``trace`` into ``state`` with ``reduce``, decoding
     straight from the stored records into views (not full events)."""
     decoders = _decoders(trace, Codec(trace.registry))
-    from_bytes = int.from_bytes
-    for first, lo, hi, items, at in trace.record_blocks(start, stop):
-        payload_at = at + ENVELOPE_SIZE
-        kind_at = at + _KIND_OFFSET
-        for seq in range(lo, hi):
-            item = items[seq - first]
-            if from_bytes(item[at : at + 8], "little", signed=True) != seq:
-                raise TraceCorrupted(f"trace {trace.path}: the record at {seq} is not event {seq}")
-            decoder = decoders[from_bytes(item[kind_at : kind_at + 2], "little")]
-            if decoder is None:
-                state = advance(state, seq)
-                continue
-            decode, is_view = decoder
-            try:
-                if is_view:
-                    view = decode(memoryview(item)[payload_at:])
-                    view.seq = seq
-                else:
-                    ts = from_bytes(item[at + 8 : at + 16], "little", signed=True)
-                    view = stamp(decode(item[payload_at:]), seq, ts)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise TraceCorrupted(
-                    f"trace {trace.path}: event {seq} cannot be decoded ({exc})"
-                ) from None
-            state = reduce(state, view)
+    for seq, ts, kind, payload in trace.records(start, stop):
+        decoder = decoders[kind]
+        if decoder is None:
+            state = advance(state, seq)
+            continue
+        decode, is_view = decoder
+        try:
+            if is_view:
+                view = decode(payload)
+                view.seq = seq
+            else:
+                view = stamp(decode(payload), seq, ts)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise TraceCorrupted(
+                f"trace {trace.path}: event {seq} cannot be decoded ({exc})"
+            ) from None
+        state = reduce(state, view)
     return state
 
 

@@ -2,7 +2,7 @@
 
 A snapshot is a file ``snapshots/<seq, 20 digits>.snap`` in the trace directory: the state
 folded up to ``seq`` as MessagePack, with its sha256, the reducer version that folded it, and a
-fingerprint of the event at ``seq`` (crc32c of its stored record, ``ts`` included). Snapshots
+fingerprint of the event at ``seq`` (crc32c of its ``ts``, kind and payload). Snapshots
 are a cache, trusted only while they provably describe this trace:
 
 - ``save_snapshot`` makes every event the state covers durable first (``trace.flush()`` on a
@@ -34,7 +34,7 @@ from eventsrc.trace.segment import fsync_dir
 __all__ = ["load_snapshot", "save_snapshot", "snapshot_seqs"]
 
 log = logging.getLogger("eventsrc.snapshot")
-SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT = 4
 
 
 class _Snapshot(msgspec.Struct):
@@ -42,7 +42,7 @@ class _Snapshot(msgspec.Struct):
     reducer: int
     seq: int
     event: int
-    """crc32c of the stored record of the event at ``seq``."""
+    """crc32c of the ``ts``, kind code and payload of the event at ``seq``."""
     sha256: str
     state: bytes
 
@@ -52,9 +52,11 @@ def _directory(trace: Trace) -> Path:
 
 
 def _fingerprint(trace: Trace, seq: int) -> int:
-    for first, lo, _hi, items, at in trace.record_blocks(seq, seq + 1):
-        record: bytes = items[lo - first][at:]
-        return int(google_crc32c.value(record))
+    for _, ts, kind, payload in trace.records(seq, seq + 1):
+        stamped = google_crc32c.value(
+            ts.to_bytes(8, "little", signed=True) + kind.to_bytes(2, "little")
+        )
+        return int(google_crc32c.extend(stamped, payload))
     raise ValueError(f"trace {trace.path} has no event {seq}")
 
 

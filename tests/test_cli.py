@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters.cli import main
-from eventsrc import Trace
+from eventsrc import Note, Trace
 
 
 def test_demo_records_a_trace_and_prints_its_tail(
@@ -63,3 +63,58 @@ def test_replay_verify_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[s
         trace.append(Checkpoint(100, "0" * 64))
     assert main(["verify", str(path), "--json"]) == 1
     assert json.loads(capsys.readouterr().out) == {"diverged_at": 100}
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_bad_arguments_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--trace", str(tmp_path / "t"), "--events", "-5"]) == 2
+    err = one_line_error(capsys)
+    assert "--events" in err and "-5" in err
+    assert not (tmp_path / "t").exists()
+    assert main(["tail", str(tmp_path), "-n", "-1"]) == 2
+    assert "-n" in one_line_error(capsys)
+
+
+def test_a_file_system_error_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["demo", "--trace", str(blocker / "trace"), "--events", "5"]) != 0
+    assert str(blocker) in one_line_error(capsys)
+
+
+def test_stats_counts_recoveries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "demo"
+    main(["demo", "--trace", str(path), "--events", "50"])
+    segment = sorted((path / "wal").iterdir())[-1]
+    segment.write_bytes(segment.read_bytes()[:-5])
+    Trace.open(path, "a").close()  # sets the torn tail aside and records it
+    capsys.readouterr()
+    assert main(["stats", str(path), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["recoveries"] == 1 and stats["problems"] == []
+
+
+def test_stats_lists_integrity_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "demo"
+    with Trace.open(path, "w", unit=64, record_chunk=16) as trace:
+        trace.extend(Note(f"{i}") for i in range(100))
+    chunk = path / "kind" / "c" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[5] ^= 1
+    chunk.write_bytes(bytes(data))
+    assert main(["stats", str(path), "--json"]) == 1
+    out, err = capsys.readouterr()
+    stats = json.loads(out)
+    assert err == "" and stats["events"] == 100 and stats["kinds"] is None
+    [problem] = stats["problems"]
+    assert "kind/c/0" in problem

@@ -1,5 +1,5 @@
 """Reads agree whichever tier holds an event: the memory ring, an unsealed write-ahead segment,
-or the sealed body. A tiny ring makes all three appear in small traces."""
+or the sealed body. A tiny ring (``in_memory``) makes all three appear in small traces."""
 
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import eventsrc.trace.trace as trace_module
 from eventsrc import Event, Note, Trace
 from eventsrc.testing import events
 
-
-@pytest.fixture(autouse=True)
-def tiny_ring(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trace_module, "RING", 16)
-    monkeypatch.setattr(trace_module, "_DRAIN_AT", 8)
+RING = 16
 
 
 def content(event: Event) -> tuple[object, ...]:
@@ -29,14 +24,21 @@ def content(event: Event) -> tuple[object, ...]:
 @pytest.mark.parametrize("durability", ["sync", "group", "none"])
 def test_every_tier_reads_back_what_was_written(trace_path: Path, durability: str) -> None:
     written = [Note(f"{i}", asset=("A/B", "C/D", None)[i % 3]) for i in range(700)]
-    with Trace.open(trace_path, "w", durability, unit=256, record_chunk=64) as trace:  # type: ignore[arg-type]
+    with Trace.open(
+        trace_path,
+        "w",
+        durability,  # type: ignore[arg-type]
+        unit=256,
+        record_chunk=64,
+        in_memory=RING,
+    ) as trace:
         for event in written:
             trace.append(event)
         trace.flush()
-        # some events are sealed, some only in a segment, the last few in memory
-        assert trace.committed < trace._mem_start < len(trace)
+        # some events are sealed, some only in a segment (memory holds at most 2 * RING)
+        assert trace.committed < len(trace) - 2 * RING
         check(trace, written)
-    with Trace.open(trace_path) as reader:
+    with Trace.open(trace_path, in_memory=RING) as reader:
         check(reader, written)
 
 
@@ -61,7 +63,7 @@ def test_tail_across_tiers_equals_the_filtered_slice(
     tmp_path_factory: pytest.TempPathFactory, stream: list[Event], n: int
 ) -> None:
     path = tmp_path_factory.mktemp("tiers") / "trace"
-    with Trace.open(path, "w", "none", unit=128, record_chunk=32) as trace:
+    with Trace.open(path, "w", "none", unit=128, record_chunk=32, in_memory=RING) as trace:
         for event in stream:
             trace.append(event)
         everything = trace[:]

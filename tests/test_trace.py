@@ -391,3 +391,19 @@ def test_zarr_python_reads_the_body_as_the_trace_does(trace_path: Path) -> None:
         for item, event in zip(records, back, strict=True):
             assert int.from_bytes(item[:8], "little") == event.seq
             assert msgspec.msgpack.decode(item[42:])["source"] == event.source
+
+
+def test_zarr_python_reads_a_new_empty_trace(trace_path: Path) -> None:
+    """A new trace's body metadata is written without zarr-python; zarr-python reads it."""
+    import zarr
+
+    Trace.open(trace_path, "w").close()
+    group: Any = zarr.open_group(trace_path, mode="r")
+    assert group.attrs["eventsrc"]["committed"] == 0
+    for name in ("seq", "ts", "kind", "asset", "exchange_ts", "cause", "source"):
+        array = group[name]
+        assert array.shape == (0,) and array.chunks == (32768,)
+        assert array.dtype == np.dtype(array.dtype.name)  # a plain numpy integer type
+    assert group["kind"].dtype == np.uint16 and group["ts"].dtype == np.int64
+    assert group["record"].shape == (0,) and group["record"].chunks == (4096,)
+    assert list(group["record"][:]) == []

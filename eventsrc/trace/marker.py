@@ -14,14 +14,23 @@ import os
 import secrets
 import shutil
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from eventsrc.errors import NotATrace, TraceExists, TraceLocked, TraceNotFound, TraceVersionError
-from eventsrc.trace.body import COLUMNS, RECORD, create_arrays
-from eventsrc.trace.segment import fsync_dir
+from eventsrc.errors import (
+    NotATrace,
+    TraceCorrupted,
+    TraceExists,
+    TraceLocked,
+    TraceNotFound,
+    TraceStorageError,
+    TraceVersionError,
+)
+from eventsrc.trace.body import create_body
+from eventsrc.trace.files import fsync_all, fsync_dir, replace_file, write_file
+from eventsrc.trace.segment import create_segment, segment_name
+from eventsrc.trace.tables import CodeTables
 
 FORMAT = "eventsrc-trace"
 FORMAT_VERSION = 1
@@ -47,26 +56,48 @@ def read_meta(root: Path) -> dict[str, Any]:
             f"trace {root} has format version {version}; this eventsrc reads up to "
             f"{FORMAT_VERSION} (upgrade eventsrc to read it)"
         )
+    _check(root, meta)
     return meta
 
 
-def write_meta(root: Path, meta: dict[str, Any]) -> None:
-    """Replace the group's zarr.json with ``meta`` as attributes["eventsrc"]: temp file, fsync,
-    rename, fsync the directory. The rename is the commit point."""
+def _check(root: Path, meta: dict[str, Any]) -> None:
+    """TraceCorrupted, naming the key, unless the marker holds what a trace needs."""
+    where = f"trace {root}: its commit marker ({root / 'zarr.json'}, attributes.eventsrc)"
+    for key, kind in (
+        ("committed", int),
+        ("unit", int),
+        ("record_chunk", int),
+        ("kinds", list),
+        ("assets", list),
+        ("sources", list),
+    ):
+        if key not in meta:
+            raise TraceCorrupted(f"{where} has no {key!r}")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise TraceCorrupted(f"{where} has a {key!r} that is not a {kind.__name__}")
+    unit, chunk, committed = meta["unit"], meta["record_chunk"], meta["committed"]
+    if unit <= 0 or chunk <= 0 or unit % chunk or committed < 0 or committed % unit:
+        raise TraceCorrupted(
+            f"{where} has impossible sizes (unit {unit}, record_chunk {chunk}, "
+            f"committed {committed})"
+        )
+
+
+def _marker(root: Path, meta: dict[str, Any]) -> bytes:
+    """The group's zarr.json with ``meta`` as attributes["eventsrc"]."""
     path = root / "zarr.json"
     try:
         doc = json.loads(path.read_bytes())
     except FileNotFoundError:
         doc = {"zarr_format": 3, "node_type": "group", "attributes": {}}
     doc.setdefault("attributes", {})["eventsrc"] = meta
-    tmp = root / f".zarr.json.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, json.dumps(doc, indent=1).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    return json.dumps(doc, indent=1).encode()
+
+
+def write_meta(root: Path, meta: dict[str, Any]) -> None:
+    """Replace the group's zarr.json with ``meta`` as attributes["eventsrc"]: temp file, fsync,
+    rename, fsync the directory. The rename is the commit point."""
+    replace_file(root / "zarr.json", _marker(root, meta))
     fsync_dir(root)
 
 
@@ -130,29 +161,34 @@ def _holder_alive(root: Path) -> bool:
 def create(root: Path, unit: int, record_chunk: int) -> int:
     """Create a new trace at ``root`` atomically (built aside, then renamed into place);
     returns the writer lock's fd."""
-    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise TraceStorageError(
+            f"cannot create a trace at {root}: {exc.filename} is not a directory"
+        ) from None
     tmp = root.parent / f".{root.name}.creating-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     fd = -1
     try:
         fd = take_lock(tmp)
-        create_arrays(tmp, unit, record_chunk)
+        written = create_body(tmp, unit, record_chunk)
         (tmp / "wal").mkdir()
+        # The segment at the committed length always exists (recovery.py).
+        os.close(create_segment(tmp / "wal", 0, sync=False))
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "committed": 0,
             "unit": unit,
             "record_chunk": record_chunk,
-            "kinds": [],
-            "assets": [None],
-            "sources": [""],
+            **CodeTables().to_marker(),
             "created_ns": time.time_ns(),
         }
-        write_meta(tmp, meta)
-        for sub in (*COLUMNS, RECORD):
-            fsync_dir(tmp / sub)
-        fsync_dir(tmp)
+        write_file(tmp / "zarr.json", _marker(tmp, meta), sync=False)
+        wal = tmp / "wal"
+        # Everything durable before the rename makes it a trace: in one go (files.py).
+        fsync_all([*written, wal / segment_name(0), wal, tmp / "zarr.json", tmp])
         try:
             os.rename(tmp, root)
         except OSError:

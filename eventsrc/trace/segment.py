@@ -8,23 +8,13 @@ File layout (little-endian)::
 
     header   magic b"ESWAL\\x00\\x00\\x02", int64 start seq                       16 bytes
     frame    uint32 body length, uint32 crc32c(body), body = records             repeated
-    record   uint32 length L, then L bytes: the envelope (ENV, 42 bytes) and the payload
 
-    ENV = <seq int64> <ts int64> <exchange_ts int64> <kind uint16> <asset uint32>
-          <source uint32> <cause int64>                    (HEAD_DTYPE = length + ENV, packed)
-
-A record is exactly one item of the Zarr ``vlen-bytes`` encoding (uint32 length + bytes), so the
-body's ``record`` column of a unit is its item count followed by its records, joined.
+Each record is preceded by its length (see record.py for what a record holds).
 
 A frame is what one write put down (one append with durability "sync", one group commit with
 "group"), so the checksum costs one call per write rather than per event. A crash can tear
 only the last frame, and events are acknowledged as durable only once their frame is fsynced,
 so dropping a torn last frame never drops an acknowledged event.
-
-A *definition* record (kind == DEFINE) gives a code table entry instead of an event: ``asset``
-holds the table (KIND/ASSET/SOURCE), ``source`` the code, ``cause`` the kind's schema version
-(NONE_NAME: the name is None), ``seq`` the seq of the event about to use it, and the payload the
-name in UTF-8. Definitions precede the first event that uses the code.
 """
 
 from __future__ import annotations
@@ -37,43 +27,16 @@ from pathlib import Path
 
 import attrs
 import google_crc32c
-import numpy as np
 
 from eventsrc.errors import TraceCorrupted
+from eventsrc.trace.files import fsync_dir as fsync_dir  # (snapshot.py takes it from here)
+from eventsrc.trace.record import HEAD, parse_records
+from eventsrc.trace.tables import Definition
 
-HEAD = struct.Struct("<IqqqHIIq")
-ENV = struct.Struct("<qqqHIIq")
 FRAME = struct.Struct("<II")
-HEAD_DTYPE = np.dtype(
-    [
-        ("length", "<u4"),
-        ("seq", "<i8"),
-        ("ts", "<i8"),
-        ("exchange_ts", "<i8"),
-        ("kind", "<u2"),
-        ("asset", "<u4"),
-        ("source", "<u4"),
-        ("cause", "<i8"),
-    ]
-)
-assert HEAD_DTYPE.itemsize == HEAD.size
-ENV_DTYPE = np.dtype([(n, HEAD_DTYPE[n]) for n in HEAD_DTYPE.names or () if n != "length"])
-ENVELOPE_SIZE = ENV.size
-ENVELOPE: tuple[str, ...] = tuple(n for n in HEAD_DTYPE.names or () if n != "length")
-"""The envelope columns, in order."""
-
-NO_EXCHANGE_TS = -(2**63)
-"""``exchange_ts`` column value for "none"."""
-NO_CAUSE = -1
-"""``cause`` column value when the cause is none or a client order id (the payload keeps it)."""
-DEFINE = 0xFFFF
-KIND, ASSET, SOURCE = 0, 1, 2
-NONE_NAME = -2
-
 MAGIC = b"ESWAL\x00\x00\x02"
 SEGMENT_HEADER = struct.Struct("<8sq")
 MAX_FRAME = 1 << 30
-_KIND_AT = 28  # offset of the kind code inside HEAD
 
 crc32 = google_crc32c.value
 """Frames are checksummed with CRC-32C (hardware-accelerated: ~25 GB/s here vs ~3 for zlib's)."""
@@ -104,40 +67,29 @@ def list_segments(wal_dir: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def kind_of(head: bytes) -> int:
-    return int.from_bytes(head[_KIND_AT : _KIND_AT + 2], "little")
-
-
-def define_record(seq: int, table: int, code: int, name: str | None, version: int = 0) -> bytes:
-    """A complete definition record (head and payload)."""
-    payload = b"" if name is None else name.encode()
-    cause = NONE_NAME if name is None else version
-    length = ENVELOPE_SIZE + len(payload)
-    return HEAD.pack(length, seq, 0, NO_EXCHANGE_TS, DEFINE, table, code, cause) + payload
-
-
-@attrs.frozen
-class Definition:
-    table: int
-    code: int
-    name: str | None
-    version: int
-
-
 @attrs.define
 class SegmentScan:
-    """What one segment file holds: event records (head + payload) in file order, definitions,
-    and where it ends."""
+    """What one segment file holds: event records (length + envelope + payload) in file order,
+    definitions, and where it ends."""
 
     path: Path
     start: int
     records: list[bytes] = attrs.field(factory=list)
     definitions: list[Definition] = attrs.field(factory=list)
     end: int = SEGMENT_HEADER.size
-    """Offset just past the last good frame."""
+    """Offset just past the last good frame (0: not even the header is whole)."""
     size: int = 0
     problem: str | None = None
-    """Why reading stopped before the end of the file (a torn or failing frame), if it did."""
+    """Why reading stopped before the end of the file, if it did."""
+    torn: bool = True
+    """With a problem: True if the file ends inside the failing frame (or its header, or the
+    rest is zeros): a write cut short, never acknowledged. False if the frame is all there but
+    fails its checksum (or its length is nonsense): it may hold acknowledged events."""
+
+    @property
+    def empty(self) -> bool:
+        """Nothing but (at most) its header: a segment just created."""
+        return self.size <= SEGMENT_HEADER.size and self.problem is None
 
 
 def _frame_at(data: bytes, off: int, n: int) -> int | None:
@@ -168,7 +120,7 @@ def scan_segment(path: Path) -> SegmentScan:
             -1 if start is None else start,
             end=0,
             size=n,
-            problem="torn segment header" if n else "empty segment file",
+            problem=f"torn segment header ({n} bytes)" if n else None,
         )
     magic, start = SEGMENT_HEADER.unpack_from(data, 0)
     if magic != MAGIC or start != segment_start(path):
@@ -178,55 +130,72 @@ def scan_segment(path: Path) -> SegmentScan:
     while off < n:
         end = _frame_at(data, off, n)
         if end is None:
-            scan.problem = _classify(data, off, n, path)
+            scan.problem, scan.torn = _classify(data, off, n, path)
             break
-        _read_records(data, off + FRAME.size, end, scan)
+        overrun = parse_records(data, off + FRAME.size, end, scan.records, scan.definitions)
+        if overrun is not None:
+            raise TraceCorrupted(
+                f"{path}: a frame at byte {off} passes its checksum but {overrun} "
+                "(written by a faulty writer?)"
+            )
         off = end
     scan.end = off
     return scan
 
 
-def _read_records(data: bytes, off: int, end: int, scan: SegmentScan) -> None:
-    records = scan.records
-    append = records.append
-    unpack_length = struct.Struct("<I").unpack_from
-    define = DEFINE.to_bytes(2, "little")
-    kind_at = _KIND_AT
-    while off < end:
-        (length,) = unpack_length(data, off)
-        stop = off + 4 + length
-        if length < ENVELOPE_SIZE or stop > end:
-            raise TraceCorrupted(
-                f"{scan.path}: a frame passes its checksum but its records overrun it at "
-                f"byte {off} (written by a faulty writer?)"
-            )
-        record = data[off:stop]
-        if record[kind_at : kind_at + 2] == define:
-            _, _, _, _, _, table, code, cause = HEAD.unpack_from(record)
-            name = None if cause == NONE_NAME else record[HEAD.size :].decode()
-            scan.definitions.append(Definition(table, code, name, max(cause, 0)))
-        else:
-            append(record)
-        off = stop
-
-
-def _classify(data: bytes, off: int, n: int, path: Path) -> str:
-    """A failing frame at ``off``: a torn tail (nothing good after it), or damage (raise)."""
+def _classify(data: bytes, off: int, n: int, path: Path) -> tuple[str, bool]:
+    """A failing frame at ``off``, the last thing in the file: what is wrong, and whether it
+    is torn (see SegmentScan.torn). Raises TraceCorrupted if a good frame follows it."""
     for probe in range(off + 1, n - FRAME.size - HEAD.size + 1):
         if _frame_at(data, probe, n) is not None:
             raise TraceCorrupted(
                 f"write-ahead segment {path} is damaged at byte {off}: a frame there fails "
                 f"its checksum but a good frame follows at byte {probe}"
             )
-    return f"torn frame at byte {off} ({n - off} bytes)"
+    size = n - off
+    if off + FRAME.size > n:
+        return f"torn frame header at byte {off} ({size} bytes)", True
+    if not data[off:].strip(b"\x00"):
+        # A file system can leave allocated, never-written blocks as zeros after a crash.
+        return f"zero-filled tail at byte {off} ({size} bytes)", True
+    length, _ = FRAME.unpack_from(data, off)
+    if length < HEAD.size or length > MAX_FRAME:
+        return f"damaged frame at byte {off}: impossible length {length} ({size} bytes)", False
+    if off + FRAME.size + length > n:
+        return f"torn frame at byte {off} ({size} of {FRAME.size + length} bytes)", True
+    return f"damaged frame at byte {off}: it fails its checksum ({size} bytes)", False
+
+
+def create_segment(wal_dir: Path, start: int, sync: bool) -> int:
+    """Open the segment file starting at ``start`` for appending, creating it (with its header)
+    if it does not exist or is empty; returns its fd. ``sync``: make a new file and its
+    directory entry durable before returning."""
+    path = wal_dir / segment_name(start)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        created = False
+    except FileNotFoundError:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        created = True
+    try:
+        if os.fstat(fd).st_size == 0:  # new, or left empty by a crash right after creating it
+            os.write(fd, SEGMENT_HEADER.pack(MAGIC, start))
+            if sync:
+                os.fdatasync(fd)
+                if created:
+                    fsync_dir(wal_dir)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class SegmentWriter:
     """Appends frames to the current segment file, starting a new file at each unit boundary.
 
-    Producers append records (bytes) to ``pending`` and call ``rotate_at(start)`` ("the next
-    records start a segment at this seq"); ``drain`` writes everything pending as frames. With
-    a background flusher, callers hold ``lock`` around all of these.
+    Producers append records (bytes) to ``pending`` and call ``rotate_after(n, start)`` ("after
+    the next n pieces, records start a segment at this seq"); ``drain`` writes everything
+    pending as frames. With a background flusher, callers hold ``lock`` around all of these.
     """
 
     def __init__(
@@ -252,26 +221,17 @@ class SegmentWriter:
         self._retired: list[int] = []
         self._dir_unsynced = False
         self._on_complete = on_complete
-        self.fd = -1
-        self._open(start)
-
-    def _open(self, start: int) -> None:
-        path = self.wal_dir / segment_name(start)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
-            os.write(fd, SEGMENT_HEADER.pack(MAGIC, start))
-            if self._sync_rotation:
-                os.fdatasync(fd)
-                fsync_dir(self.wal_dir)
-            else:
-                self._dir_unsynced = True
-        self.fd = fd
+        self.fd = self._create(start)
         self.start = start
 
-    def rotate_at(self, start: int) -> None:
-        self._rotations.append((len(self.pending), start))
+    def _create(self, start: int) -> int:
+        fd = create_segment(self.wal_dir, start, self._sync_rotation)
+        self._dir_unsynced = self._dir_unsynced or not self._sync_rotation
+        return fd
+
+    def rotate_after(self, pieces: int, start: int) -> None:
+        """The segment starting at ``start`` begins after the next ``pieces`` pieces queued."""
+        self._rotations.append((len(self.pending) + pieces, start))
 
     def drain(self) -> None:
         """Write everything pending, one frame per segment, rotating where marked."""
@@ -282,9 +242,17 @@ class SegmentWriter:
         rotations, self._rotations = self._rotations, []
         done = 0
         for index, start in rotations:
-            self._write(batch[done:index])
+            # The next segment exists before the frame that completes this one is written, so
+            # a complete segment is never the last file: if the newest segments are lost, what
+            # remains shows it (recovery.py), instead of reading as a shorter trace.
+            successor = self._create(start)
+            try:
+                self._write(batch[done:index])
+            except BaseException:
+                os.close(successor)
+                raise
             done = index
-            self._rotate(start)
+            self._rotate(successor, start)
         self._write(batch[done:] if done else batch)
 
     def _write(self, batch: list[bytes]) -> None:
@@ -298,17 +266,16 @@ class SegmentWriter:
             while rest:
                 rest = rest[os.write(self.fd, rest) :]
 
-    def _rotate(self, start: int) -> None:
-        # A complete segment is made durable before its successor exists, so a power cut can
-        # never leave a torn segment followed by another.
+    def _rotate(self, successor: int, start: int) -> None:
+        # A complete segment is made durable before the committer is told about it.
         if self._sync_rotation:
             os.fdatasync(self.fd)
         if self._retire_rotated:
             self._retired.append(self.fd)  # a flusher may be fsyncing it: it closes it
         else:
             os.close(self.fd)
-        self.fd = -1
-        self._open(start)
+        self.fd = successor
+        self.start = start
         self._on_complete(start)
 
     def take_retired(self) -> list[int]:
@@ -332,11 +299,3 @@ class SegmentWriter:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
