@@ -103,14 +103,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     with Trace.open(args.trace, "r") as trace:
-        diverged = verify(trace)
+        found = verify(trace)
     if args.json:
-        print(json.dumps({"diverged_at": diverged}))
-    elif diverged is None:
-        print("every checkpoint agrees with a replay of the trace")
-    else:
-        print(f"the replay diverges from the live run's checkpoint at seq {diverged}")
-    return 0 if diverged is None else 1
+        print(json.dumps({"ok": found.ok, **attrs.asdict(found)}))
+        return 0 if found.ok else 1
+    print(
+        f"checked {found.chunks_checked} sealed chunks, {found.seqs_checked} seqs, "
+        f"{found.segments_scanned} write-ahead segments and {found.checkpoints_checked} "
+        f"checkpoints; {found.recoveries} recoveries recorded"
+    )
+    for problem in found.problems:
+        print(f"problem: {problem}")
+    if found.diverged_at is not None:
+        where = f" (differs: {', '.join(found.differs)})" if found.differs else ""
+        print(
+            f"the replay diverges from the live run's checkpoint at seq {found.diverged_at}{where}"
+        )
+    if found.ok:
+        print("the data is sound and every checkpoint agrees with a replay of the trace")
+    return 0 if found.ok else 1
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -58,7 +58,7 @@ from eventsrc.events import (
     to_decimal,
 )
 from eventsrc.reducer import REDUCER_VERSION, reduce
-from eventsrc.replay import checkpoint, fold, replay_from_trace, trace_tail, verify
+from eventsrc.replay import Verification, checkpoint, fold, replay_from_trace, trace_tail, verify
 from eventsrc.snapshot import load_snapshot, save_snapshot, snapshot_seqs
 from eventsrc.state import (
     Account,
@@ -141,6 +141,7 @@ __all__ = [
     "TradeObserved",
     "UnknownEvent",
     "UnknownEventKind",
+    "Verification",
     "WallClock",
     "WatcherError",
     "WatcherHealth",

@@ -62,6 +62,7 @@ __all__ = [
     "SyncCompleted",
     "SyncStarted",
     "TickerObserved",
+    "TraceRecovered",
     "TradeObserved",
     "UnknownEvent",
     "WatcherError",
@@ -900,6 +901,3 @@ class TraceRecovered(Event):
     set_aside: str
     """Where the dropped bytes are kept, relative to the trace directory."""
     reason: str = ""
-
-
-__all__ += ["TraceRecovered"]

@@ -6,8 +6,9 @@
   ``until``; with one it continues from ``state.seq + 1``.
 - Snapshots (``save_snapshot(trace, state)``, eventsrc.snapshot) are a cache replay starts
   from when one can be trusted.
-- ``verify(trace)`` replays from the start and returns the ``state_seq`` of the first
-  checkpoint whose recorded hash differs from the replayed state's, or None.
+- ``verify(trace)`` checks the stored data (every chunk, the density of seqs, recoveries), then
+  replays from the start and compares every checkpoint; it says how much it checked, what is
+  wrong, and the first checkpoint a replay disagrees with and in which parts of the state.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import msgspec
 import numpy as np
 
 from eventsrc.clock import datetime_ns
 from eventsrc.codec import Codec, stamp, state_hash, state_parts
-from eventsrc.errors import TraceCorrupted
-from eventsrc.events import Checkpoint, Event
+from eventsrc.errors import TraceCorrupted, TraceError
+from eventsrc.events import Checkpoint, Event, TraceRecovered
 from eventsrc.reducer import READS, advance, reduce
 from eventsrc.snapshot import load_snapshot, snapshot_seqs
 from eventsrc.state import State
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from eventsrc.trace import Trace
 
 __all__ = [
+    "Verification",
     "checkpoint",
     "fold",
     "replay_from_trace",
@@ -156,25 +159,88 @@ def trace_tail(
     return [e for e in events if e.seq is not None and e.seq >= since]
 
 
-def verify(trace: Trace) -> int | None:
-    """Replay ``trace`` from its first event; the ``state_seq`` of the first checkpoint whose
-    hash differs from the replayed state's (or that points at no earlier state), or None."""
+@attrs.frozen
+class Verification:
+    """What ``verify`` found: the stored data's integrity (every sealed chunk, the density of
+    seqs, the write-ahead segments, the recoveries recorded) and every checkpoint against a
+    replay of the events before it."""
+
+    chunks_checked: int
+    seqs_checked: int
+    segments_scanned: int
+    checkpoints_checked: int
+    recoveries: int
+    """Unreadable write-ahead tails a writer set aside and recorded (TraceRecovered)."""
+    problems: tuple[str, ...] = ()
+    """What is wrong with the stored data: damaged chunks, missing seqs, set-aside bytes that
+    may have held acknowledged events, events that cannot be decoded."""
+    diverged_at: int | None = None
+    """The ``state_seq`` of the first checkpoint a replay disagrees with (or that points at no
+    earlier event), if any; later checkpoints are not compared (they follow from it)."""
+    differs: tuple[str, ...] = ()
+    """The parts of the state that differ there (cash, orders, ...), where the checkpoint
+    recorded its parts."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the data is sound and every checkpoint agrees with a replay."""
+        return not self.problems and self.diverged_at is None
+
+
+def verify(trace: Trace) -> Verification:
+    """Check ``trace``: read every sealed chunk and write-ahead segment (``Trace.check``),
+    then replay it from its first event and compare each checkpoint's hash with the replayed
+    state's. Reports what it finds (``Verification``), raising only if the trace cannot be
+    read at all."""
+    integrity = trace.check()
+    problems = [
+        *integrity.problems,
+        *(
+            f"event {r.seq}: {r.dropped_bytes} bytes of {r.segment} failed their checksum and "
+            f"were set aside in {r.set_aside}; they may have held acknowledged events"
+            for r in integrity.recoveries
+            if isinstance(r, TraceRecovered) and not r.torn
+        ),
+    ]
+    found = Verification(
+        integrity.chunks_checked,
+        integrity.seqs_checked,
+        integrity.segments_scanned,
+        0,
+        len(integrity.recoveries),
+        tuple(problems),
+    )
     kinds = trace.code_table("kind")
     codes = [i for i, (name, _) in enumerate(kinds) if name == Checkpoint.kind]
     if not codes:
-        return None
-    at = np.flatnonzero(np.isin(trace.column("kind"), codes))
-    expected: dict[int, list[tuple[int, str]]] = {}
-    for seq in at.tolist():
-        event = trace[seq]
-        assert isinstance(event, Checkpoint)
-        if not 0 <= event.state_seq < seq:
-            return event.state_seq
-        expected.setdefault(event.state_seq, []).append((seq, event.state_hash))
-    state = State()
-    for state_seq in sorted(expected):
-        state = fold_trace(trace, state, state.seq + 1, state_seq + 1)
-        actual = state_hash(state)
-        if any(h != actual for _, h in expected[state_seq]):
-            return state_seq
-    return None
+        return found
+    checkpoints: dict[int, list[Checkpoint]] = {}
+    try:
+        for seq in np.flatnonzero(np.isin(trace.column("kind"), codes)).tolist():
+            event = trace[seq]
+            if not isinstance(event, Checkpoint):  # an older or unknown checkpoint schema
+                continue
+            if not 0 <= event.state_seq < seq:
+                return attrs.evolve(found, diverged_at=event.state_seq, checkpoints_checked=1)
+            checkpoints.setdefault(event.state_seq, []).append(event)
+        state = State()
+        checked = 0
+        for state_seq in sorted(checkpoints):
+            state = fold_trace(trace, state, state.seq + 1, state_seq + 1)
+            actual = state_hash(state)
+            for recorded in checkpoints[state_seq]:
+                checked += 1
+                if recorded.state_hash != actual:
+                    parts = state_parts(state)
+                    differs = tuple(
+                        name for name, digest in recorded.parts.items() if parts.get(name) != digest
+                    )
+                    return attrs.evolve(
+                        found,
+                        checkpoints_checked=checked,
+                        diverged_at=state_seq,
+                        differs=differs,
+                    )
+    except TraceError as exc:
+        return attrs.evolve(found, problems=(*found.problems, f"the replay stopped: {exc}"))
+    return attrs.evolve(found, checkpoints_checked=checked)

@@ -62,7 +62,9 @@ def test_replay_verify_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[s
     with Trace.open(path, "a") as trace:
         trace.append(Checkpoint(100, "0" * 64))
     assert main(["verify", str(path), "--json"]) == 1
-    assert json.loads(capsys.readouterr().out) == {"diverged_at": 100}
+    found = json.loads(capsys.readouterr().out)
+    assert (found["ok"], found["diverged_at"], found["checkpoints_checked"]) == (False, 100, 1)
+    assert found["seqs_checked"] == 403 and not found["problems"]
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

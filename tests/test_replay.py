@@ -26,6 +26,7 @@ from eventsrc import (
     trace_tail,
     verify,
 )
+from eventsrc.codec import state_parts
 from eventsrc.snapshot import load_snapshot, snapshot_seqs
 
 
@@ -114,21 +115,23 @@ def test_verify_names_the_first_checkpoint_a_replay_disagrees_with(trace_path: P
             if i % 50 == 49:
                 trace.append(checkpoint(live, source="engine"))
                 live = reduce(live, trace[-1])
-        assert verify(trace) is None
+        assert verify(trace).ok
         # A live run that saw something the trace does not say: its checkpoint disagrees.
         wrong = reduce(live, TickerObserved(asset="BTC/USDT", last=Decimal(1)))
-        trace.append(Checkpoint(live.seq, state_hash(wrong)))
+        trace.append(Checkpoint(live.seq, state_hash(wrong), state_parts(wrong)))
         live = reduce(live, trace[-1])
         trace.append(checkpoint(live))
     with Trace.open(trace_path) as trace:
-        assert verify(trace) == trace[-2].state_seq  # type: ignore[attr-defined]
+        found = verify(trace)
+        assert found.diverged_at == trace[-2].state_seq  # type: ignore[attr-defined]
+        assert found.differs == ("last_price",) and not found.ok
 
 
 def test_verify_rejects_a_checkpoint_of_the_future(trace_path: Path) -> None:
     with Trace.open(trace_path, "w") as trace:
         trace.append(Note("x"))
         trace.append(Checkpoint(5, "00"))
-        assert verify(trace) == 5
+        assert verify(trace).diverged_at == 5
 
 
 def test_trace_tail_since_a_seq_or_a_time(trace_path: Path) -> None:
@@ -174,3 +177,22 @@ def test_a_snapshot_of_events_lost_in_a_crash_is_ignored(trace_path: Path, tmp_p
         assert load_snapshot(trace, 90) is None
         assert replay_from_trace(trace) == fold(trace)
         assert replay_from_trace(trace, until=95) == fold(trace.iter(0, 96))
+
+
+def test_verify_checks_every_chunk_and_seq_even_without_checkpoints(trace_path: Path) -> None:
+    """It used to say "every checkpoint agrees" without reading anything."""
+    with Trace.open(trace_path, "w", durability="none", unit=64, record_chunk=16) as trace:
+        trace.extend(synthetic.stream(300, seed=9))
+    with Trace.open(trace_path) as trace:
+        clean = verify(trace)
+        sealed = trace.committed
+    assert clean.ok and clean.checkpoints_checked == 0
+    assert clean.seqs_checked == 300 and clean.chunks_checked > 0 and clean.segments_scanned >= 1
+    chunk = trace_path / "record" / "c" / "1"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with Trace.open(trace_path) as trace:
+        damaged = verify(trace)
+    assert not damaged.ok and sealed >= 32
+    assert any("record/c/1" in problem for problem in damaged.problems)
