@@ -369,8 +369,8 @@ def _install_type_checks(cls: type[Event]) -> None:
     Measured (benchmarks/codec_bench.py): wrapping attrs' ``__init__`` and reading every
     field back cost ~2.2x a plain attrs class; checking the parameters before setting them,
     and setting each through its slot's descriptor (~40 ns a field against ~70 for
-    ``object.__setattr__``), about as much as attrs' ``__init__`` alone. A class attrs gave validators or
-    ``__attrs_post_init__`` keeps attrs' ``__init__``, wrapped."""
+    ``object.__setattr__``), about as much as attrs' ``__init__`` alone. A class attrs gave
+    validators or ``__attrs_post_init__`` keeps attrs' ``__init__``, wrapped."""
     if getattr(cls.__init__, "__eventsrc_checked__", None) is cls:
         return
     hints = typing.get_type_hints(cls)
