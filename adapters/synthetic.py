@@ -133,6 +133,7 @@ class _OpenOrder:
     filled: Decimal = Decimal(0)
     cost: Decimal = Decimal(0)
     fee: Decimal = Decimal(0)
+    last_fill_ms: int | None = None
 
 
 def _order_observed(order: _OpenOrder, ms: int, status: str) -> OrderObserved:
@@ -153,7 +154,7 @@ def _order_observed(order: _OpenOrder, ms: int, status: str) -> OrderObserved:
         cost=order.cost,
         average=order.cost / order.filled if order.filled else None,
         fees=(Fee("USDT", order.fee),),
-        last_trade_timestamp=ms,
+        last_trade_timestamp=order.last_fill_ms,
         raw=_order_raw(
             market,
             int(order.id),
@@ -238,6 +239,7 @@ def _stream(n: int, seed: int, start_ms: int, orders: int | None) -> Iterator[Ev
             if fill <= 0 or (fills_per_order is None and rng.random() < 0.2):
                 fill = order.amount - order.filled
             order.filled += fill
+            order.last_fill_ms = ms
             fill_cost = fill * order.price
             order.cost += fill_cost
             fee = fill_cost * Decimal("0.001")

@@ -10,7 +10,8 @@
   raw venue payload and every field no handler reads), and a live event is turned into the same
   view before it is folded, so live and replay fold one input type through one path.
 - States <-> bytes (``encode_state``/``decode_state``): one canonical MessagePack form (persistent
-  maps as lists of pairs sorted by key), used both for snapshots and for ``state_hash``.
+  maps as lists of pairs sorted by key), used both for snapshots and for ``state_hash``; and the
+  snapshot file around it (``encode_snapshot``/``decode_snapshot``).
 - JSON-ready plain data (``to_builtins``): events through a cattrs converter, states (msgspec
   Structs) through msgspec.
 
@@ -44,8 +45,12 @@ from eventsrc.events import REGISTRY, Event, EventRegistry, KindInfo, UnknownEve
 from eventsrc.state import State
 
 __all__ = [
+    "DECODE_ERRORS",
     "Codec",
+    "SnapshotFile",
+    "decode_snapshot",
     "decode_state",
+    "encode_snapshot",
     "encode_state",
     "make_converter",
     "stamp",
@@ -57,6 +62,9 @@ __all__ = [
 ]
 
 _set = object.__setattr__
+
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+"""What the decoders here raise for bytes that are not what they should be."""
 
 
 def stamp(event: Event, seq: int, ts: int) -> Event:
@@ -271,8 +279,37 @@ def encode_state(state: State) -> bytes:
 
 
 def decode_state(data: bytes) -> State:
-    """The state ``encode_state`` wrote; raises msgspec's DecodeError or ValidationError."""
-    return _state_decoder.decode(data)
+    """The state ``encode_state`` wrote; ValueError if ``data`` is not one."""
+    try:
+        return _state_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, NotImplementedError, TypeError) as exc:
+        raise ValueError(f"not a state ({exc})") from None
+
+
+class SnapshotFile(msgspec.Struct):
+    """A snapshot file: a state's canonical bytes and what tells whether to trust them."""
+
+    format: int
+    reducer: int
+    """The reducer version that folded it."""
+    seq: int
+    event: int
+    """A fingerprint of the event at ``seq`` (see eventsrc.snapshot)."""
+    sha256: str
+    """Of ``state``."""
+    state: bytes
+
+
+def encode_snapshot(snapshot: SnapshotFile) -> bytes:
+    return msgspec.msgpack.encode(snapshot)
+
+
+def decode_snapshot(data: bytes) -> SnapshotFile:
+    """The snapshot file ``encode_snapshot`` wrote; ValueError if ``data`` is not one."""
+    try:
+        return msgspec.msgpack.decode(data, type=SnapshotFile)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"not a snapshot file ({exc})") from None
 
 
 def state_hash(state: State) -> str:

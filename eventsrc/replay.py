@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import msgspec
 import numpy as np
 
 from eventsrc.clock import datetime_ns
-from eventsrc.codec import Codec, stamp, state_hash, state_parts
+from eventsrc.codec import DECODE_ERRORS, Codec, stamp, state_hash, state_parts
 from eventsrc.errors import TraceCorrupted, TraceError
 from eventsrc.events import Checkpoint, Event, TraceRecovered
 from eventsrc.reducer import READS, advance, reduce
@@ -119,7 +118,7 @@ def fold_trace(trace: Trace, state: State, start: int, stop: int) -> State:
                 view.seq = seq
             else:
                 view = stamp(decode(payload), seq, ts)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             raise TraceCorrupted(
                 f"trace {trace.path}: event {seq} cannot be decoded ({exc})"
             ) from None

@@ -23,9 +23,14 @@ import os
 from pathlib import Path
 
 import google_crc32c
-import msgspec
 
-from eventsrc.codec import decode_state, encode_state
+from eventsrc.codec import (
+    SnapshotFile,
+    decode_snapshot,
+    decode_state,
+    encode_snapshot,
+    encode_state,
+)
 from eventsrc.reducer import REDUCER_VERSION
 from eventsrc.state import State
 from eventsrc.trace import Trace
@@ -35,16 +40,6 @@ __all__ = ["load_snapshot", "save_snapshot", "snapshot_seqs"]
 
 log = logging.getLogger("eventsrc.snapshot")
 SNAPSHOT_FORMAT = 4
-
-
-class _Snapshot(msgspec.Struct):
-    format: int
-    reducer: int
-    seq: int
-    event: int
-    """crc32c of the ``ts``, kind code and payload of the event at ``seq``."""
-    sha256: str
-    state: bytes
 
 
 def _directory(trace: Trace) -> Path:
@@ -72,7 +67,7 @@ def save_snapshot(trace: Trace, state: State) -> Path:
     directory = _directory(trace)
     directory.mkdir(exist_ok=True)
     body = encode_state(state)
-    doc = _Snapshot(
+    doc = SnapshotFile(
         SNAPSHOT_FORMAT,
         REDUCER_VERSION,
         state.seq,
@@ -83,7 +78,7 @@ def save_snapshot(trace: Trace, state: State) -> Path:
     path = directory / f"{state.seq:020d}.snap"
     tmp = directory / f".{path.name}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
-        f.write(msgspec.msgpack.encode(doc))
+        f.write(encode_snapshot(doc))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -105,8 +100,8 @@ def load_snapshot(trace: Trace, seq: int) -> State | None:
     docstring): replay then folds the events instead."""
     path = _directory(trace) / f"{seq:020d}.snap"
     try:
-        doc = msgspec.msgpack.decode(path.read_bytes(), type=_Snapshot)
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        doc = decode_snapshot(path.read_bytes())
+    except (OSError, ValueError):
         log.warning("snapshot %s is unreadable; replaying from the events instead", path)
         return None
     if doc.format != SNAPSHOT_FORMAT or doc.reducer != REDUCER_VERSION:
@@ -119,7 +114,7 @@ def load_snapshot(trace: Trace, seq: int) -> State | None:
         return None
     try:
         state = decode_state(doc.state)
-    except (msgspec.DecodeError, msgspec.ValidationError, NotImplementedError, TypeError):
+    except ValueError:
         log.warning("snapshot %s is unreadable; replaying from the events instead", path)
         return None
     return state if state.seq == seq else None
