@@ -3,7 +3,7 @@
 The public names: the event kinds and their registry, the codec, the clock, the trace, errors.
 """
 
-from eventsrc.clock import Clock, ManualClock, WallClock
+from eventsrc.clock import Clock, ManualClock, TimeSource, WallClock
 from eventsrc.codec import Codec, make_converter, state_hash
 from eventsrc.errors import (
     EventNotSerializable,
@@ -82,6 +82,7 @@ __all__ = [
     "NO_EXCHANGE_TS",
     "REDUCER_VERSION",
     "REGISTRY",
+    "STREAMS",
     "Account",
     "Anomaly",
     "Balance",
@@ -102,13 +103,16 @@ __all__ = [
     "EventRegistry",
     "EventsrcError",
     "Fee",
+    "Feed",
     "Fill",
     "Health",
     "Integrity",
     "LocalCheckFailed",
     "ManualClock",
+    "Market",
     "Mode",
     "NotATrace",
+    "NotFound",
     "Note",
     "OHLCVObserved",
     "Observation",
@@ -121,12 +125,14 @@ __all__ = [
     "Position",
     "PositionObserved",
     "Recovery",
+    "Refused",
     "State",
     "StrategyStarted",
     "StrategyStopped",
     "SyncCompleted",
     "SyncStarted",
     "TickerObserved",
+    "TimeSource",
     "Trace",
     "TraceClosed",
     "TraceCorrupted",
@@ -141,8 +147,12 @@ __all__ = [
     "TradeObserved",
     "UnknownEvent",
     "UnknownEventKind",
+    "Unreachable",
+    "Venue",
+    "VenueError",
     "Verification",
     "WallClock",
+    "Watcher",
     "WatcherError",
     "WatcherHealth",
     "WatcherReconnected",

@@ -1,7 +1,14 @@
-"""Clocks: the core reads time only through one of these, so tests and replays control it."""
+"""Clocks: the core reads time and waits only through one of these, so tests and replays
+control it (a test runs in virtual time and never sleeps for real).
+
+A ``Clock`` tells the time (``now_ns``) and waits (``async sleep``); the trace only tells the
+time (``TimeSource``). The simulated exchange's clocks are Clocks too, so engine and venue
+share one time.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Protocol
@@ -18,19 +25,29 @@ def datetime_ns(moment: dt.datetime, name: str = "time") -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-class Clock(Protocol):
+class TimeSource(Protocol):
     """Something that tells the current wall-clock time in integer nanoseconds since the epoch."""
 
     def now_ns(self) -> int: ...
 
 
+class Clock(TimeSource, Protocol):
+    """A time source that can also wait: ``sleep(seconds)`` returns once that much of its time
+    has passed (a virtual clock moves its time instead of sleeping)."""
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
 class WallClock:
-    """The real wall clock (``time.time_ns``)."""
+    """The real wall clock (``time.time_ns``), sleeping for real."""
 
     __slots__ = ()
 
     def now_ns(self) -> int:
         return time.time_ns()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0))
 
 
 class ManualClock:
@@ -57,3 +74,8 @@ class ManualClock:
 
     def set(self, now_ns: int) -> None:
         self._now = now_ns
+
+    async def sleep(self, seconds: float) -> None:
+        """Move the clock on by ``seconds`` at once and let other tasks run."""
+        self.advance(max(round(seconds * 1_000_000_000), 0))
+        await asyncio.sleep(0)

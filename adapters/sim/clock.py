@@ -18,7 +18,12 @@ DEFAULT_START_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 
 
 class SimClock(Protocol):
+    """A clock the simulated exchange reads in ms; it is an ``eventsrc.Clock`` too (``now_ns``
+    and ``sleep``), so an engine and the venue it trades on share one time."""
+
     def now_ms(self) -> int: ...
+
+    def now_ns(self) -> int: ...
 
     async def sleep(self, seconds: float) -> None: ...
 
@@ -31,6 +36,9 @@ class VirtualClock:
 
     def now_ms(self) -> int:
         return self._now
+
+    def now_ns(self) -> int:
+        return self._now * 1_000_000
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
@@ -47,6 +55,9 @@ class RealClock:
 
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
+
+    def now_ns(self) -> int:
+        return time.time_ns()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -56,7 +56,7 @@ from typing import Any, Literal, NoReturn, overload
 import msgspec
 import numpy as np
 
-from eventsrc.clock import Clock, WallClock
+from eventsrc.clock import TimeSource, WallClock
 from eventsrc.codec import Codec, stamp
 from eventsrc.errors import (
     TraceClosed,
@@ -123,7 +123,7 @@ class Trace:
         mode: Mode = "r",
         durability: Durability = "sync",
         *,
-        clock: Clock | None = None,
+        clock: TimeSource | None = None,
         registry: EventRegistry = REGISTRY,
         unit: int = DEFAULT_UNIT,
         record_chunk: int = DEFAULT_RECORD_CHUNK,
@@ -263,7 +263,7 @@ class Trace:
             self._read_view()
 
     def _open_writer(
-        self, unit: int, record_chunk: int, clock: Clock, group_interval: float
+        self, unit: int, record_chunk: int, clock: TimeSource, group_interval: float
     ) -> None:
         root = self.path
         lock_fd = -1
@@ -285,7 +285,7 @@ class Trace:
             os.close(lock_fd)
             raise
 
-    def _recover(self, lock_fd: int, clock: Clock, group_interval: float) -> None:
+    def _recover(self, lock_fd: int, clock: TimeSource, group_interval: float) -> None:
         meta = read_meta(self.path)
         committed, unit = int(meta["committed"]), int(meta["unit"])
         check_appendable(self.path, body_metadata(self.path, unit, int(meta["record_chunk"])))
