@@ -5,6 +5,7 @@ The public names: the event kinds and their registry, the codec, the clock, the 
 
 from eventsrc.clock import Clock, ManualClock, TimeSource, WallClock
 from eventsrc.codec import Codec, make_converter, state_hash
+from eventsrc.engine import MISSING, Engine, EngineClosed, Limits, Missing, Strategy
 from eventsrc.errors import (
     EventNotSerializable,
     EventsrcError,
@@ -29,6 +30,7 @@ from eventsrc.events import (
     CancelRequested,
     Checkpoint,
     Decision,
+    EngineError,
     Event,
     EventRegistry,
     Fee,
@@ -78,6 +80,7 @@ from eventsrc.trace import NO_CAUSE, NO_EXCHANGE_TS, Durability, Integrity, Mode
 __version__ = "0.1.0"
 
 __all__ = [
+    "MISSING",
     "NO_CAUSE",
     "NO_EXCHANGE_TS",
     "REDUCER_VERSION",
@@ -98,6 +101,9 @@ __all__ = [
     "Config",
     "Decision",
     "Durability",
+    "Engine",
+    "EngineClosed",
+    "EngineError",
     "Event",
     "EventNotSerializable",
     "EventRegistry",
@@ -107,9 +113,11 @@ __all__ = [
     "Fill",
     "Health",
     "Integrity",
+    "Limits",
     "LocalCheckFailed",
     "ManualClock",
     "Market",
+    "Missing",
     "Mode",
     "NotATrace",
     "NotFound",
@@ -127,6 +135,7 @@ __all__ = [
     "Recovery",
     "Refused",
     "State",
+    "Strategy",
     "StrategyStarted",
     "StrategyStopped",
     "SyncCompleted",

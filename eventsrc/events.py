@@ -44,6 +44,7 @@ __all__ = [
     "CancelRequested",
     "Checkpoint",
     "Decision",
+    "EngineError",
     "Event",
     "EventRegistry",
     "Fee",
@@ -920,3 +921,14 @@ class TraceRecovered(Event):
     set_aside: str
     """Where the dropped bytes are kept, relative to the trace directory."""
     reason: str = ""
+
+
+@kind("engine_error")
+@attrs.frozen
+class EngineError(Event):
+    """Something failed inside the engine or its strategy (``where``: ``"strategy"``,
+    ``"watcher:balance"``, ...): recorded, never swallowed, and the engine goes on."""
+
+    where: str
+    error: str
+    message: str = ""

@@ -1,0 +1,1035 @@
+"""The live engine: one asyncio loop, one inbox, one writer, the same reducer as replay.
+
+Every producer (watchers, commands, the strategy, start-up sync) hands events to the engine's
+inbox (``record``); one writer task appends each to the trace, folds it as recorded (the event
+read back from the trace, exactly what replay folds), then wakes whatever awaits it: the
+producer, commands waiting for a fill, the strategy's ``on_event``. So ``engine.state`` is
+always the fold of the trace, and ``replay_from_trace`` of the trace gives it back.
+
+Commands mirror Planar's ``call!``. ``create_order`` records the request (with a client order
+id) and answers with a ``Fill`` of the order folded within ``waitfor`` seconds, ``MISSING``
+(created, not filled yet) or ``None`` (refused or failed; the reason is in the trace). Before
+sending, local checks (market, precision, minimums, free cash, margin mode, risk limits)
+refuse what the venue would. A create that gets no answer is never blindly sent again: the
+engine first asks the venue for the order by its client order id and adopts it if it exists;
+only if the venue says it has no such order is the same request (the same client order id)
+sent again. So one intent never becomes two orders.
+
+Watchers are event producers the venue provides (``Venue.watcher``): the balance always,
+positions for a margin strategy, tickers of the universe, orders and trades of a market from
+its first order until it has had no open order for ``idle_timeout`` seconds. The engine runs
+each as a task, records why one dies and restarts it. Nothing outlives the engine: leaving
+``async with`` cancels and awaits every task, folds what the inbox still holds, records a
+checkpoint and StrategyStopped, saves a snapshot and closes the trace.
+
+Start-up is crash recovery: replay the trace (from its newest trusted snapshot), record
+StrategyStarted, then sync with the venue (orders and their trades first, then positions and
+the balance) and record what it says; orders the trace holds open are looked up one by one
+when the venue no longer lists them, and requests that never got an answer are looked up by
+client order id.
+
+Time is the clock's (``now_ns``, ``sleep``): with the simulated exchange's clock a test runs in
+virtual time and never sleeps for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from eventsrc.clock import Clock, WallClock
+from eventsrc.codec import Codec
+from eventsrc.errors import EventsrcError
+from eventsrc.events import (
+    CancelRequested,
+    Decision,
+    EngineError,
+    Event,
+    LocalCheckFailed,
+    OrderRejected,
+    OrderRequested,
+    OrderRequestFailed,
+    StrategyStarted,
+    StrategyStopped,
+    SyncCompleted,
+    SyncStarted,
+    WatcherError,
+    WatcherStopped,
+)
+from eventsrc.reducer import DUPLICATE_ORDER, reduce
+from eventsrc.replay import checkpoint, replay_from_trace
+from eventsrc.snapshot import save_snapshot
+from eventsrc.state import (
+    ACKNOWLEDGED,
+    EXACT,
+    OPEN,
+    PARTIALLY_FILLED,
+    TERMINAL,
+    ZERO,
+    Fill,
+    State,
+)
+from eventsrc.trace import Durability, Trace
+from eventsrc.venue import Market, NotFound, Refused, Unreachable, Venue, VenueError, Watcher
+
+__all__ = ["MISSING", "Engine", "EngineClosed", "Limits", "Missing", "Strategy"]
+
+log = logging.getLogger("eventsrc.engine")
+
+_LIVE = frozenset({ACKNOWLEDGED, OPEN, PARTIALLY_FILLED})
+"""Statuses of an order that may still fill."""
+
+
+class Missing:
+    """``create_order``'s answer for an order the venue created but has not filled yet."""
+
+    _instance: Missing | None = None
+
+    def __new__(cls) -> Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING = Missing()
+
+
+class EngineClosed(EventsrcError):
+    """The engine was used after it stopped (or before it started)."""
+
+
+class Strategy(Protocol):
+    """A user's strategy: the engine calls ``on_event`` after each fold (return quickly; to
+    act, start a command with ``engine.spawn``). A strategy may also have an ``async
+    run(engine)`` the engine supervises; both are optional."""
+
+    def on_event(self, engine: Engine, event: Event) -> None: ...
+
+
+Alert = Callable[[str, str, Event | None], None]
+"""``alert(what, message, event)``: called on anomalies, halts and watcher trouble."""
+
+
+@attrs.frozen
+class Limits:
+    """Risk limits, checked before any order is sent (a refusal is recorded as a decision).
+
+    ``max_order_notional`` in the quote currency; ``max_position`` the most of a market the
+    strategy may hold after an order (base amount for spot, contracts for a contract market);
+    ``max_open_orders`` across the universe; ``max_daily_loss`` in the main currency, from the
+    equity (cash valued at last prices) when the engine started or the day began (UTC)."""
+
+    max_order_notional: Decimal | None = None
+    max_position: Decimal | None = None
+    max_open_orders: int | None = None
+    max_daily_loss: Decimal | None = None
+
+
+@attrs.define
+class _Retry:
+    """Capped exponential backoff with seeded jitter."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    attempts: int = 4
+    rng: random.Random = attrs.field(factory=lambda: random.Random(7))
+
+    def delay(self, attempt: int, hint: float | None = None) -> float:
+        wait = min(self.cap, self.base * 2 ** max(attempt - 1, 0))
+        wait = wait * (0.5 + self.rng.random() / 2)
+        return float(max(wait, hint or 0.0))
+
+
+class Engine:
+    """The live engine (see the module docstring). Open one with ``Engine.open``."""
+
+    def __init__(
+        self,
+        trace: Trace,
+        venue: Venue,
+        *,
+        universe: Sequence[str],
+        main_currency: str,
+        margin: bool,
+        clock: Clock,
+        strategy: Any = None,
+        limits: Limits | None = None,
+        alert: Alert | None = None,
+        name: str = "",
+        watchers: bool = True,
+        tickers: bool = True,
+        lookback: float = 86_400.0,
+        idle_timeout: float = 300.0,
+        checkpoint_every: int = 1_000,
+        wait_step: float = 0.25,
+        retry: _Retry | None = None,
+    ) -> None:
+        self.trace = trace
+        self.venue = venue
+        self.universe = tuple(universe)
+        self.main_currency = main_currency
+        self.margin = margin
+        self.clock = clock
+        self.strategy = strategy
+        self.limits = limits or Limits()
+        self._alert = alert
+        self._name = name or (type(strategy).__name__ if strategy is not None else "")
+        self._run_watchers = watchers
+        self._tickers = tickers
+        self._lookback = lookback
+        self._idle_timeout = idle_timeout
+        self._checkpoint_every = checkpoint_every
+        self._wait_step = wait_step
+        self._retry = retry or _Retry()
+        self._state = State()
+        self._inbox: asyncio.Queue[tuple[Event, asyncio.Future[Event]]] = asyncio.Queue()
+        self._folded = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._watched_since: dict[str, int] = {}
+        self._markets: dict[str, Market] = {}
+        self._running = False
+        self._halted: str | None = None
+        self._failure: BaseException | None = None
+        self._since_checkpoint = 0
+        self._cids = itertools.count(1)
+        self._cid_prefix = f"es{os.getpid():x}{clock.now_ns() // 1_000_000 % 10**9:x}"
+        self._day: tuple[int, Decimal] | None = None
+
+    # -- opening and closing ------------------------------------------------------------------
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        venue: Venue,
+        *,
+        universe: Sequence[str],
+        main_currency: str,
+        margin: bool = False,
+        clock: Clock | None = None,
+        durability: Durability = "group",
+        strategy: Any = None,
+        limits: Limits | None = None,
+        alert: Alert | None = None,
+        **options: Any,
+    ) -> AsyncIterator[Engine]:
+        """Open (or create) the trace at ``path``, replay it, sync with ``venue`` and run;
+        leaving the ``async with`` stops everything and closes the trace. ``options``: the
+        keyword knobs of ``Engine`` (``tickers``, ``lookback``, ``idle_timeout``, ...)."""
+        if not universe:
+            raise ValueError("the universe is empty: name the markets the strategy trades")
+        clock = clock or WallClock()
+        trace = Trace.open(Path(path), "a", durability=durability, clock=clock)
+        try:
+            engine = cls(
+                trace,
+                venue,
+                universe=universe,
+                main_currency=main_currency,
+                margin=margin,
+                clock=clock,
+                strategy=strategy,
+                limits=limits,
+                alert=alert,
+                **options,
+            )
+        except BaseException:
+            trace.close()
+            raise
+        reason = "stopped"
+        try:
+            await engine._start()
+            yield engine
+        except BaseException as exc:
+            reason = (
+                f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, asyncio.CancelledError)
+                else "cancelled"
+            )
+            raise
+        finally:
+            await engine._stop(reason)
+
+    async def _start(self) -> None:
+        self._state = replay_from_trace(self.trace)
+        self._running = True
+        self._writer = asyncio.ensure_future(self._write_loop())
+        self._markets = dict(await self._call(self.venue.load_markets))
+        await self.record(
+            StrategyStarted(
+                self.main_currency,
+                self.universe,
+                margin=self.margin,
+                exchange=self.venue.name,
+                strategy=self._name,
+                source="engine",
+            )
+        )
+        await self._sync("startup")
+        if self._run_watchers:
+            self._start_watchers()
+        run = getattr(self.strategy, "run", None)
+        if run is not None:
+            self._spawn(self._supervise_strategy(run), "strategy")
+
+    async def _stop(self, reason: str) -> None:
+        """Cancel and await every task, fold what is queued, record the end, close."""
+        if self._writer is None:
+            self.trace.close()
+            return
+        tasks = [*self._tasks, *self._watchers.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._watchers.clear()
+        self._tasks.clear()
+        errors: list[BaseException] = []
+        try:
+            if self._failure is None:
+                await self.record(checkpoint(self._state, source="engine"))
+                await self.record(StrategyStopped(reason, source="engine"))
+        except BaseException as exc:
+            errors.append(exc)
+        self._running = False
+        self._inbox.put_nowait((_STOP, asyncio.get_running_loop().create_future()))
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        try:
+            if self._failure is None and self._state.seq >= 0:
+                save_snapshot(self.trace, self._state)
+        except EventsrcError as exc:
+            log.warning("engine: no snapshot at stop: %s", exc)
+        finally:
+            self.trace.close()
+        if errors and not isinstance(errors[0], EngineClosed):
+            raise errors[0]
+
+    # -- the writer: append, fold, wake -------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The fold of every event recorded so far."""
+        return self._state
+
+    @property
+    def halted(self) -> str | None:
+        """Why the engine refuses new orders, if it was halted."""
+        return self._halted
+
+    async def record(self, event: Event) -> Event:
+        """Append ``event``, fold it, and return it as recorded (with its seq and ts). The
+        engine's one way in: watchers, commands and strategies all come through here."""
+        if not self._running or self._writer is None:
+            raise EngineClosed("the engine is not running")
+        if self._failure is not None:
+            raise EngineClosed(f"the engine stopped recording: {self._failure}")
+        done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait((event, done))
+        return await done
+
+    async def put(self, event: Event) -> None:
+        """``Feed.put``: how watchers hand over what they observe."""
+        await self.record(event)
+
+    async def _write_loop(self) -> None:
+        codec = Codec(self.trace.registry)
+        while True:
+            event, done = await self._inbox.get()
+            if event is _STOP:
+                return
+            try:
+                seq = self.trace.append(event)
+                recorded = self.trace[seq]
+            except BaseException as exc:
+                # The trace takes no more: nothing can be recorded, so nothing may be done.
+                self._failure = exc
+                log.error("engine: the trace failed; the engine stops recording: %s", exc)
+                self._alert_of("trace", f"the trace failed: {exc}", None)
+                if not done.done():
+                    done.set_exception(EngineClosed(f"the trace failed: {exc}"))
+                self._fail_queued(exc)
+                continue
+            before = self._state
+            self._state = after = reduce(before, recorded)
+            self._since_checkpoint += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("engine: %s", codec.to_builtins(recorded))
+            if after.anomalies is not before.anomalies:
+                for anomaly_seq in set(after.anomalies.keys()) - set(before.anomalies.keys()):
+                    anomaly = after.anomalies[anomaly_seq]
+                    self._alert_of("anomaly", f"{anomaly.kind}: {anomaly.reason}", recorded)
+            if not done.done():
+                done.set_result(recorded)
+            self._folded.set()
+            self._folded = asyncio.Event()
+            self._tell_strategy(recorded)
+            if self._since_checkpoint >= self._checkpoint_every:
+                self._since_checkpoint = 0
+                self._inbox.put_nowait(
+                    (checkpoint(after, source="engine"), asyncio.get_running_loop().create_future())
+                )
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        while not self._inbox.empty():
+            event, done = self._inbox.get_nowait()
+            if event is _STOP:
+                self._inbox.put_nowait((event, done))
+                return
+            if not done.done():
+                done.set_exception(EngineClosed(f"the trace failed: {exc}"))
+
+    def _tell_strategy(self, event: Event) -> None:
+        on_event = getattr(self.strategy, "on_event", None)
+        if on_event is None or isinstance(event, EngineError):
+            return
+        try:
+            on_event(self, event)
+        except Exception as exc:
+            log.exception("engine: the strategy failed on seq %s", event.seq)
+            self._inbox.put_nowait(
+                (
+                    EngineError("strategy", type(exc).__name__, str(exc), cause=event.seq),
+                    asyncio.get_running_loop().create_future(),
+                )
+            )
+
+    def _alert_of(self, what: str, message: str, event: Event | None) -> None:
+        log.warning("engine alert: %s: %s", what, message)
+        if self._alert is not None:
+            try:
+                self._alert(what, message, event)
+            except Exception:
+                log.exception("engine: the alert hook failed")
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def spawn(self, work: Awaitable[Any], name: str = "task") -> asyncio.Task[Any]:
+        """Run ``work`` (a command, say) as a task the engine owns: cancelled when it stops, and
+        its failure recorded."""
+        return self._spawn(self._guarded(work, name), name)
+
+    def _spawn(self, work: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guarded(self, work: Awaitable[Any], name: str) -> Any:
+        try:
+            return await work
+        except asyncio.CancelledError:
+            raise
+        except EngineClosed:
+            return None
+        except Exception as exc:
+            log.exception("engine: %s failed", name)
+            await self.record(EngineError(name, type(exc).__name__, str(exc), source="engine"))
+            return None
+
+    async def _supervise_strategy(self, run: Callable[[Engine], Awaitable[Any]]) -> None:
+        try:
+            await run(self)
+        except asyncio.CancelledError:
+            raise
+        except EngineClosed:
+            pass
+        except Exception as exc:
+            log.exception("engine: the strategy's run failed")
+            await self.record(EngineError("strategy", type(exc).__name__, str(exc)))
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    async def _wait_for(self, done: Callable[[], bool], seconds: float) -> bool:
+        """Wait until ``done()`` (checked after every fold) or ``seconds`` of the clock's time
+        have passed; whether it is done."""
+        deadline = self.clock.now_ns() + round(seconds * 1_000_000_000)
+        while not done():
+            left = (deadline - self.clock.now_ns()) / 1_000_000_000
+            if left <= 0:
+                return False
+            folded = self._folded
+            waiter = asyncio.ensure_future(folded.wait())
+            sleeper = asyncio.ensure_future(self.clock.sleep(min(left, self._wait_step)))
+            try:
+                await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                sleeper.cancel()
+        return True
+
+    # -- calling the venue --------------------------------------------------------------------
+
+    async def _call(self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """A venue call retried on Unreachable with capped, jittered backoff; the last
+        Unreachable is raised. For calls that change nothing (fetches) or are idempotent."""
+        attempt = 0
+        while True:
+            try:
+                return await call(*args, **kwargs)
+            except Unreachable as exc:
+                attempt += 1
+                if attempt >= self._retry.attempts:
+                    raise
+                await self.clock.sleep(self._retry.delay(attempt, exc.retry_after))
+
+    async def _record_all(self, events: Iterable[Event], cause: int | str | None = None) -> None:
+        for event in events:
+            if cause is not None and event.cause is None:
+                event = attrs.evolve(event, cause=cause)
+            await self.record(event)
+
+    async def _fetch(
+        self, what: str, call: Callable[..., Awaitable[list[Event]]], *args: Any
+    ) -> bool:
+        """Fetch and record; a failure is recorded, not raised. Whether it answered."""
+        try:
+            events = await self._call(call, *args)
+        except VenueError as exc:
+            await self.record(EngineError(what, exc.error, exc.message, source="engine"))
+            return False
+        await self._record_all(events)
+        return True
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _new_cid(self) -> str:
+        return f"{self._cid_prefix}-{next(self._cids)}"
+
+    async def create_order(
+        self,
+        symbol: str,
+        side: str,
+        amount: Decimal,
+        price: Decimal | None = None,
+        *,
+        type: str = "limit",
+        waitfor: float = 5.0,
+        synced: bool = True,
+        time_in_force: str | None = None,
+        post_only: bool = False,
+        reduce_only: bool = False,
+        client_order_id: str | None = None,
+    ) -> Fill | Missing | None:
+        """Place an order (see the module docstring): a Fill of it folded within ``waitfor``
+        seconds, MISSING if it is created but not filled yet, None if it failed (the reason
+        is recorded). ``synced``: if nothing was observed in time, fetch the order and its
+        trades once before answering."""
+        cid = client_order_id or self._new_cid()
+        market = self._markets.get(symbol)
+        if market is not None:
+            amount = market.amount_to_precision(amount)
+            if price is not None:
+                price = market.price_to_precision(price)
+        request = OrderRequested(
+            cid,
+            side,
+            type,
+            amount,
+            price,
+            time_in_force,
+            post_only,
+            reduce_only,
+            asset=symbol,
+            source="engine",
+        )
+        problem = self._check(request, market)
+        requested = await self.record(request)
+        if problem is not None:
+            if problem.startswith("risk: "):
+                await self.record(
+                    Decision(
+                        "risk_refused", {"client_order_id": cid, "reason": problem}, asset=symbol
+                    )
+                )
+            await self.record(
+                LocalCheckFailed(problem, cid, asset=symbol, cause=requested.seq, source="engine")
+            )
+            return None
+        self._watch_orders_of(symbol)
+        assert requested.seq is not None
+        if not await self._place(request, requested.seq):
+            return None
+        order_filled = self._fill_of(cid)
+        if not await self._wait_for(lambda: order_filled() is not None, waitfor) and synced:
+            await self._sync_order(symbol, cid)
+        fill = order_filled()
+        if fill is not None:
+            return fill
+        order = self._state.order(cid)
+        if order is None or order.status in TERMINAL:
+            return None
+        return MISSING
+
+    def _fill_of(self, cid: str) -> Callable[[], Fill | None]:
+        def first_fill() -> Fill | None:
+            order = self._state.order(cid)
+            if order is None or not order.fills:
+                return None
+            return next((f for f in order.fills if f.amount), order.fills[0])
+
+        return first_fill
+
+    async def _place(self, request: OrderRequested, seq: int) -> bool:
+        """Send a create, never twice: after no answer, look the order up by its client id
+        and adopt it; send again only if the venue says it has none. Whether the venue has it."""
+        symbol, cid = request.asset, request.client_order_id
+        assert symbol is not None
+        attempt = 0
+        no_answer = False
+        while True:
+            try:
+                answer = await self.venue.create_order(request)
+            except Refused as exc:
+                await self.record(
+                    OrderRejected(
+                        client_order_id=cid,
+                        error=exc.error,
+                        message=exc.message,
+                        asset=symbol,
+                        cause=seq,
+                        source="create_order",
+                    )
+                )
+                if exc.error == DUPLICATE_ORDER or no_answer:
+                    return await self._adopt(symbol, cid)  # an earlier attempt may have placed it
+                return False
+            except Unreachable as exc:
+                no_answer = True
+                attempt += 1
+                await self.record(
+                    OrderRequestFailed(
+                        client_order_id=cid,
+                        error=exc.error,
+                        message=exc.message,
+                        asset=symbol,
+                        cause=seq,
+                        source="create_order",
+                    )
+                )
+                await self.clock.sleep(self._retry.delay(attempt, exc.retry_after))
+                found = await self._look_up(symbol, cid)
+                if found is True:
+                    return True
+                if found is None or attempt >= self._retry.attempts:
+                    # The venue cannot say: the order may exist; start-up sync settles it.
+                    self._alert_of("order", f"{cid}: no answer from the venue", None)
+                    return False
+                await self.record(attrs.evolve(request, source="engine:retry"))
+                continue
+            await self._record_all(answer, cause=seq)
+            return True
+
+    async def _look_up(self, symbol: str, cid: str) -> bool | None:
+        """Ask the venue for an order by client id: True (found, recorded), False (it has
+        none), None (it did not answer)."""
+        try:
+            events = await self._call(self.venue.fetch_order, symbol, None, cid)
+        except NotFound:
+            return False
+        except VenueError:
+            return None
+        await self._record_all(events)
+        return True
+
+    async def _adopt(self, symbol: str, cid: str) -> bool:
+        return await self._look_up(symbol, cid) is True
+
+    async def _sync_order(self, symbol: str, key: str) -> None:
+        """Fetch an order (by id or client id) and its trades once, and record them."""
+        order = self._state.order(key)
+        order_id = order.order_id if order is not None else None
+        try:
+            if order_id is not None:
+                events = await self._call(self.venue.fetch_order, symbol, order_id, None)
+            else:
+                events = await self._call(self.venue.fetch_order, symbol, None, key)
+        except VenueError as exc:
+            await self.record(EngineError("sync_order", exc.error, exc.message, asset=symbol))
+            return
+        await self._record_all(events)
+        order = self._state.order(key)
+        if order is not None and order.order_id is not None and self.venue.can_fetch_trades():
+            await self._fetch("sync_order", self.venue.fetch_order_trades, symbol, order.order_id)
+
+    async def cancel_order(self, order_id: str, symbol: str, *, waitfor: float = 5.0) -> bool:
+        """Cancel an order; whether it is over (canceled, or filled meanwhile) when this
+        returns. Retried on no answer (a cancel is idempotent)."""
+        order = self._state.orders.get(order_id)
+        requested = await self.record(
+            CancelRequested(
+                order_id=order_id,
+                client_order_id=order.client_order_id if order is not None else None,
+                asset=symbol,
+                source="engine",
+            )
+        )
+        try:
+            events = await self._call(self.venue.cancel_order, symbol, order_id)
+        except NotFound:
+            events = []
+        except VenueError as exc:
+            await self.record(
+                EngineError(
+                    "cancel_order", exc.error, exc.message, asset=symbol, cause=requested.seq
+                )
+            )
+            events = []
+        await self._record_all(events, cause=requested.seq)
+
+        def over() -> bool:
+            found = self._state.orders.get(order_id)
+            return found is not None and found.status in TERMINAL
+
+        if not await self._wait_for(over, waitfor):
+            await self._sync_order(symbol, order_id)
+        return over()
+
+    async def cancel_all(self, symbol: str | None = None) -> int:
+        """Cancel every open order (of ``symbol``); how many are over afterwards."""
+        live = [
+            o
+            for o in self._state.orders.values()
+            if o.status in _LIVE and (symbol is None or o.symbol == symbol)
+        ]
+        done = await asyncio.gather(
+            *(self.cancel_order(o.order_id, o.symbol) for o in live if o.order_id is not None)
+        )
+        return sum(done)
+
+    async def close_position(self, symbol: str, *, waitfor: float = 5.0) -> Fill | Missing | None:
+        """Close the strategy's position in a contract market with a reduce-only market
+        order; None if there is none (or it failed)."""
+        for side in ("long", "short"):
+            position = self._state.positions.get((symbol, side))
+            if position is not None and position.contracts:
+                return await self.create_order(
+                    symbol,
+                    "sell" if side == "long" else "buy",
+                    position.contracts,
+                    type="market",
+                    reduce_only=True,
+                    waitfor=waitfor,
+                )
+        return None
+
+    async def set_leverage(self, symbol: str, leverage: Decimal) -> bool:
+        """Set a contract market's leverage; the decision and any failure are recorded."""
+        await self.record(
+            Decision("set_leverage", {"leverage": str(leverage)}, asset=symbol, source="engine")
+        )
+        try:
+            await self._call(self.venue.set_leverage, symbol, leverage)
+        except VenueError as exc:
+            await self.record(EngineError("set_leverage", exc.error, exc.message, asset=symbol))
+            return False
+        return True
+
+    async def fetch_balance(self) -> State:
+        """Fetch the balance and record it; the state after."""
+        await self._fetch("fetch_balance", self.venue.fetch_balance)
+        return self._state
+
+    async def fetch_positions(self) -> State:
+        await self._fetch("fetch_positions", self.venue.fetch_positions, self._contracts())
+        return self._state
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> State:
+        await self._fetch("fetch_open_orders", self.venue.fetch_open_orders, symbol)
+        return self._state
+
+    async def sync(self) -> State:
+        """Record what the venue says now (orders, trades, positions, balance), as at start-up;
+        the state after."""
+        await self._sync("requested")
+        return self._state
+
+    async def halt(self, reason: str, flatten: bool = False) -> None:
+        """Refuse new orders from now on, cancel every open order and, with ``flatten``,
+        close every position; all of it recorded."""
+        self._halted = reason
+        await self.record(Decision("halt", {"reason": reason, "flatten": flatten}, source="engine"))
+        self._alert_of("halt", reason, None)
+        await self.cancel_all()
+        if flatten:
+            for symbol, _side in list(self._state.positions):
+                await self.close_position(symbol)
+
+    # -- local checks -------------------------------------------------------------------------
+
+    def _check(self, request: OrderRequested, market: Market | None) -> str | None:
+        """Why the venue would refuse ``request`` (or a risk limit does), if it would."""
+        symbol = request.asset or ""
+        amount, price = request.amount, request.price
+        if self._halted is not None:
+            return f"halted: {self._halted}"
+        if symbol not in self.universe:
+            return f"{symbol} is not in the strategy's universe"
+        if market is None:
+            return f"the venue has no market {symbol}"
+        if request.side not in ("buy", "sell"):
+            return f"side is {request.side!r}, must be 'buy' or 'sell'"
+        if request.order_type not in ("limit", "market"):
+            return f"order type {request.order_type!r} is not 'limit' or 'market'"
+        if request.order_type == "limit" and (price is None or price <= 0):
+            return "a limit order needs a price > 0"
+        if amount <= 0:
+            return f"amount {amount} rounds to nothing at the market's step"
+        if market.contract and not self.margin:
+            return f"{symbol} is a contract market and the strategy trades spot"
+        if market.min_amount is not None and amount < market.min_amount:
+            return f"amount {amount} is below the market's minimum {market.min_amount}"
+        reference = price if price is not None else self._state.last_price.get(symbol)
+        cost = EXACT.multiply(amount, reference) if reference is not None else None
+        if market.min_cost is not None and cost is not None and cost < market.min_cost:
+            return f"cost {cost} is below the market's minimum {market.min_cost}"
+        if not request.reduce_only:
+            short_of = self._short_of(request, market, cost)
+            if short_of is not None:
+                return short_of
+        return self._risk(request, market, cost)
+
+    def _short_of(
+        self, request: OrderRequested, market: Market, cost: Decimal | None
+    ) -> str | None:
+        """Not enough free cash for the order, if so."""
+        cash = self._state.cash
+        if market.contract:
+            currency = market.settle or self.main_currency
+            needed = cost  # leverage 1 unless the venue's position says more
+            for side in ("long", "short"):
+                position = self._state.positions.get((request.asset or "", side))
+                if position is not None and position.leverage and needed is not None:
+                    needed = EXACT.divide(needed, position.leverage)
+        elif request.side == "buy":
+            currency, needed = market.quote, cost
+        else:
+            currency, needed = market.base, request.amount
+        if needed is None:
+            return None  # a market buy with no price known yet: the venue will say
+        free = cash[currency].free if currency in cash else ZERO
+        if free < needed:
+            return f"not enough {currency}: {needed} needed, {free} free"
+        return None
+
+    def _risk(self, request: OrderRequested, market: Market, cost: Decimal | None) -> str | None:
+        limits = self.limits
+        if (
+            limits.max_order_notional is not None
+            and cost is not None
+            and cost > limits.max_order_notional
+        ):
+            return f"risk: notional {cost} over the limit {limits.max_order_notional}"
+        if limits.max_open_orders is not None:
+            live = sum(1 for o in self._state.orders.values() if o.status in _LIVE)
+            live += sum(1 for o in self._state.requests.values() if o.status == "requested")
+            if live >= limits.max_open_orders:
+                return f"risk: {live} open orders, the limit is {limits.max_open_orders}"
+        if limits.max_position is not None:
+            held = self._held(request.asset or "", market)
+            signed = request.amount if request.side == "buy" else -request.amount
+            after = abs(EXACT.add(held, signed))
+            if after > limits.max_position and after > abs(held):
+                return f"risk: position {after} over the limit {limits.max_position}"
+        if limits.max_daily_loss is not None:
+            loss = self._daily_loss()
+            if loss is not None and loss >= limits.max_daily_loss:
+                return (
+                    f"risk: lost {loss} {self.main_currency} today, the limit is "
+                    f"{limits.max_daily_loss}"
+                )
+        return None
+
+    def _held(self, symbol: str, market: Market) -> Decimal:
+        if market.contract:
+            long = self._state.positions.get((symbol, "long"))
+            short = self._state.positions.get((symbol, "short"))
+            return EXACT.subtract(
+                long.contracts if long else ZERO, short.contracts if short else ZERO
+            )
+        base = market.base
+        return self._state.cash[base].total if base in self._state.cash else ZERO
+
+    def _equity(self) -> Decimal | None:
+        """Cash valued in the main currency at the last prices (None if one is unknown)."""
+        total = ZERO
+        for currency, cash in self._state.cash.items():
+            if not cash.total:
+                continue
+            if currency == self.main_currency:
+                total = EXACT.add(total, cash.total)
+                continue
+            price = self._state.last_price.get(f"{currency}/{self.main_currency}")
+            if price is None:
+                return None
+            total = EXACT.add(total, EXACT.multiply(cash.total, price))
+        return total
+
+    def _daily_loss(self) -> Decimal | None:
+        equity = self._equity()
+        if equity is None:
+            return None
+        day = self.clock.now_ns() // 86_400_000_000_000
+        if self._day is None or self._day[0] != day:
+            self._day = (day, equity)
+        return EXACT.subtract(self._day[1], equity)
+
+    # -- watchers -----------------------------------------------------------------------------
+
+    def _contracts(self) -> list[str]:
+        return [s for s in self.universe if (m := self._markets.get(s)) is not None and m.contract]
+
+    def _start_watchers(self) -> None:
+        self._watch(self.venue.watcher("balance"))
+        if self.margin and self._contracts():
+            self._watch(self.venue.watcher("positions"))
+        if self._tickers:
+            for symbol in self.universe:
+                self._watch(self.venue.watcher("ticker", symbol))
+        for order in [*self._state.orders.values(), *self._state.requests.values()]:
+            if order.status in _LIVE or order.status in ("requested", "failed"):
+                self._watch_orders_of(order.symbol)
+        self._spawn(self._retire_idle_watchers(), "watchers")
+
+    def watch(self, watcher: Watcher) -> None:
+        """Run a user's watcher (any event producer, e.g. funding rates), supervised like the
+        engine's own."""
+        self._watch(watcher)
+
+    def _watch(self, watcher: Watcher) -> None:
+        if watcher.name in self._watchers or not self._running:
+            return
+        self._watchers[watcher.name] = asyncio.ensure_future(self._supervise(watcher))
+
+    def _watch_orders_of(self, symbol: str) -> None:
+        if not self._run_watchers:
+            return
+        self._watched_since[symbol] = self.clock.now_ns()
+        self._watch(self.venue.watcher("orders", symbol))
+        if self.venue.can_fetch_trades():
+            self._watch(self.venue.watcher("trades", symbol))
+
+    async def _supervise(self, watcher: Watcher) -> None:
+        """Run a watcher until cancelled; record why it died and restart it."""
+        attempt = 0
+        while True:
+            try:
+                await watcher.run(self)
+                await self.record(WatcherStopped(watcher.name, "returned", source="engine"))
+                return
+            except asyncio.CancelledError:
+                raise
+            except EngineClosed:
+                return
+            except Exception as exc:
+                attempt += 1
+                log.warning("engine: watcher %s died: %r", watcher.name, exc)
+                self._alert_of("watcher", f"{watcher.name}: {exc!r}", None)
+                await self.record(
+                    WatcherError(watcher.name, type(exc).__name__, str(exc), source="engine")
+                )
+                await self.clock.sleep(self._retry.delay(attempt))
+
+    async def _retire_idle_watchers(self) -> None:
+        """Stop a market's order and trade watchers once it has had no open order for the
+        idle timeout."""
+        while True:
+            await self.clock.sleep(max(self._idle_timeout / 4, self._wait_step))
+            now = self.clock.now_ns()
+            for symbol, since in list(self._watched_since.items()):
+                if any(
+                    o.symbol == symbol and o.status in _LIVE for o in self._state.orders.values()
+                ) or any(o.symbol == symbol for o in self._state.requests.values()):
+                    self._watched_since[symbol] = now
+                    continue
+                if now - since < self._idle_timeout * 1_000_000_000:
+                    continue
+                del self._watched_since[symbol]
+                for stream in ("orders", "trades"):
+                    task = self._watchers.pop(f"{stream}:{symbol}", None)
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
+                        await self.record(
+                            WatcherStopped(f"{stream}:{symbol}", "idle", source="engine")
+                        )
+
+    # -- start-up sync ------------------------------------------------------------------------
+
+    async def _sync(self, scope: str) -> None:
+        """Record what the venue says now (see the module docstring)."""
+        await self.record(SyncStarted(scope, source="engine"))
+        before = self._state
+        venue = self.venue
+        listed: set[str] = set()
+        since = self.clock.now_ns() // 1_000_000 - round(self._lookback * 1000)
+        for symbol in self.universe:
+            try:
+                open_orders = await self._call(venue.fetch_open_orders, symbol)
+            except VenueError as exc:
+                await self.record(EngineError("sync", exc.error, exc.message, asset=symbol))
+                continue
+            await self._record_all(open_orders)
+            listed.update(e.order_id for e in open_orders if getattr(e, "order_id", None))
+            await self._fetch("sync", venue.fetch_closed_orders, symbol, since)
+            if venue.can_fetch_trades():
+                await self._fetch("sync", venue.fetch_my_trades, symbol, since)
+        for order in list(self._state.orders.values()):
+            if order.status in _LIVE and order.order_id not in listed:
+                await self._sync_order(order.symbol, order.order_id or "")
+        for request in list(self._state.requests.values()):
+            if (
+                request.status in ("requested", "failed", "acknowledged")
+                and request.client_order_id
+            ):
+                await self._look_up(request.symbol, request.client_order_id)
+        if self.margin and self._contracts():
+            await self._fetch("sync", venue.fetch_positions, self._contracts())
+        await self._fetch("sync", venue.fetch_balance)
+        differences = _differences(before, self._state)
+        await self.record(SyncCompleted(scope, differences, source="engine"))
+
+    @property
+    def markets(self) -> dict[str, Market]:
+        return dict(self._markets)
+
+
+def _differences(before: State, after: State) -> int:
+    """How many orders, balances and positions the sync changed."""
+    changed = 0
+    for key, order in after.orders.items():
+        if before.orders.get(key) != order:
+            changed += 1
+    for currency, cash in after.cash.items():
+        if before.cash.get(currency) != cash:
+            changed += 1
+    for where, position in after.positions.items():
+        if before.positions.get(where) != position:
+            changed += 1
+    changed += len(set(before.positions.keys()) - set(after.positions.keys()))
+    return changed
+
+
+_STOP: Any = EngineError("engine", "stop")
+"""Put in the inbox to end the writer (never recorded)."""
