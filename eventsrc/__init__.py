@@ -57,7 +57,6 @@ from eventsrc.events import (
     WatcherStarted,
     WatcherStopped,
     encode_raw,
-    to_decimal,
 )
 from eventsrc.reducer import REDUCER_VERSION, reduce
 from eventsrc.replay import Verification, checkpoint, fold, replay_from_trace, trace_tail, verify
@@ -178,7 +177,6 @@ __all__ = [
     "save_snapshot",
     "snapshot_seqs",
     "state_hash",
-    "to_decimal",
     "trace_tail",
     "verify",
 ]

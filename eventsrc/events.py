@@ -11,6 +11,8 @@ decoding reads the recorded decimal string straight into a ``Decimal``.
 
 Observations from an exchange keep the unified fields the reducer needs, typed, and the venue's
 raw payload verbatim as ``raw`` (JSON bytes) that is decoded only when asked (``info()``).
+Reading a venue's payloads into those fields is the venue adapter's job (for ccxt,
+``adapters.observations``): the core knows its own events only.
 
 Constructing an event checks the type of every field, so an event that could not be read back
 never reaches a trace; decoding from a trace skips those checks (the data was checked on the way
@@ -21,7 +23,6 @@ about as much as attrs' own ``__init__``).
 
 from __future__ import annotations
 
-import decimal
 import inspect
 import types
 import typing
@@ -31,7 +32,6 @@ from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 import attrs
 import msgspec
-import numpy as np
 
 from eventsrc.errors import UnknownEventKind
 
@@ -73,7 +73,6 @@ __all__ = [
     "WatcherStopped",
     "contract_symbols",
     "encode_raw",
-    "to_decimal",
 ]
 
 E = TypeVar("E", bound="Event")
@@ -117,69 +116,6 @@ class Observation(Event):
 def encode_raw(payload: Any) -> bytes:
     """The raw venue payload as the JSON bytes an observation keeps (``None`` -> ``b""``)."""
     return b"" if payload is None else msgspec.json.encode(payload)
-
-
-def to_decimal(value: Any) -> Decimal | None:
-    """A ccxt number as an exact Decimal: floats through their shortest repr (``0.1`` ->
-    ``Decimal("0.1")``), strings parsed, numpy scalars as their Python equivalents (``.item()``),
-    None (or anything unparseable) -> None."""
-    if isinstance(value, np.generic):
-        value = value.item()  # np.float64 is a float whose repr() is "np.float64(0.1)"
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(float.__repr__(value))
-    if isinstance(value, str):
-        try:
-            return Decimal(value.strip())
-        except ArithmeticError:
-            return None
-    return None
-
-
-def _ms(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-_SUM = decimal.Context(prec=200, traps=[decimal.Inexact, decimal.InvalidOperation])
-"""Fees are summed exactly, whatever the caller's decimal context (ccxt changes it)."""
-
-
-def _fees(unified: Mapping[str, Any]) -> tuple[Fee, ...] | None:
-    """A ccxt structure's fees, one per currency (summed): from ``fees`` when it lists any,
-    else from ``fee``; None when neither says anything (unknown, not zero)."""
-    listed = [f for f in unified.get("fees") or () if isinstance(f, Mapping)]
-    fee = unified.get("fee")
-    if not listed and isinstance(fee, Mapping):
-        listed = [fee]
-    totals: dict[str | None, Decimal] = {}
-    for f in listed:
-        cost = to_decimal(f.get("cost"))
-        if cost is None:
-            continue  # a currency without an amount says nothing
-        currency = _str(f.get("currency"))
-        totals[currency] = _SUM.add(totals.get(currency, Decimal(0)), cost)
-    if not totals:
-        return None
-    return tuple(Fee(c, v) for c, v in sorted(totals.items(), key=lambda cv: cv[0] or ""))
-
-
-def _envelope(unified: Mapping[str, Any], source: str, cause: int | str | None) -> dict[str, Any]:
-    return {
-        "asset": _str(unified.get("symbol")),
-        "exchange_ts": _ms(unified.get("timestamp")),
-        "source": source,
-        "cause": cause,
-        "raw": encode_raw(unified),
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,31 +537,6 @@ class OrderObserved(Observation):
     last_trade_timestamp: int | None = None
     last_update_timestamp: int | None = None
 
-    @classmethod
-    def from_ccxt(
-        cls, order: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
-    ) -> OrderObserved:
-        """From a ccxt unified order; the whole dict is kept as ``raw``."""
-        reduce_only = order.get("reduceOnly")
-        return cls(
-            order_id=_str(order.get("id")),
-            client_order_id=_str(order.get("clientOrderId")),
-            side=_str(order.get("side")),
-            order_type=_str(order.get("type")),
-            status=_str(order.get("status")),
-            price=to_decimal(order.get("price")),
-            amount=to_decimal(order.get("amount")),
-            filled=to_decimal(order.get("filled")),
-            remaining=to_decimal(order.get("remaining")),
-            cost=to_decimal(order.get("cost")),
-            average=to_decimal(order.get("average")),
-            fees=_fees(order),
-            reduce_only=reduce_only if isinstance(reduce_only, bool) else None,
-            last_trade_timestamp=_ms(order.get("lastTradeTimestamp")),
-            last_update_timestamp=_ms(order.get("lastUpdateTimestamp")),
-            **_envelope(order, source, cause),
-        )
-
 
 @kind("trade_observed", version=2, upgrades={1: _fees_from_v1})
 @attrs.frozen(kw_only=True)
@@ -642,24 +553,6 @@ class TradeObserved(Observation):
     fees: tuple[Fee, ...] | None = attrs.field(default=None, converter=_fee_tuple)
     taker_or_maker: str | None = None
 
-    @classmethod
-    def from_ccxt(
-        cls, trade: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
-    ) -> TradeObserved:
-        """From a ccxt unified trade; the whole dict is kept as ``raw``."""
-        return cls(
-            trade_id=_str(trade.get("id")),
-            order_id=_str(trade.get("order")),
-            client_order_id=_str(trade.get("clientOrderId")),
-            side=_str(trade.get("side")),
-            price=to_decimal(trade.get("price")),
-            amount=to_decimal(trade.get("amount")),
-            cost=to_decimal(trade.get("cost")),
-            fees=_fees(trade),
-            taker_or_maker=_str(trade.get("takerOrMaker")),
-            **_envelope(trade, source, cause),
-        )
-
 
 @attrs.frozen
 class Balance:
@@ -675,32 +568,6 @@ class Balance:
 @attrs.frozen(kw_only=True)
 class BalanceObserved(Observation):
     balances: tuple[Balance, ...] = attrs.field(converter=_balance_tuple)
-
-    @classmethod
-    def from_ccxt(
-        cls, balance: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
-    ) -> BalanceObserved:
-        """From a ccxt unified balance (``{"BTC": {"free", "used", "total"}, ...}``)."""
-        skip = {"info", "timestamp", "datetime", "free", "used", "total", "debt"}
-        entries = []
-        for currency in sorted(k for k in balance if k not in skip):
-            entry = balance[currency]
-            if isinstance(entry, Mapping):
-                entries.append(
-                    Balance(
-                        str(currency),
-                        total=to_decimal(entry.get("total")),
-                        free=to_decimal(entry.get("free")),
-                        used=to_decimal(entry.get("used")),
-                    )
-                )
-        return cls(
-            balances=tuple(entries),
-            exchange_ts=_ms(balance.get("timestamp")),
-            source=source,
-            cause=cause,
-            raw=encode_raw(balance),
-        )
 
 
 @kind("position_observed")
@@ -726,29 +593,6 @@ class PositionObserved(Observation):
     unrealized_pnl: Decimal | None = None
     margin_mode: str | None = None
     hedged: bool | None = None
-
-    @classmethod
-    def from_ccxt(
-        cls, position: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
-    ) -> PositionObserved:
-        """From a ccxt unified position; the whole dict is kept as ``raw``."""
-        return cls(
-            side=_str(position.get("side")),
-            contracts=to_decimal(position.get("contracts")),
-            contract_size=to_decimal(position.get("contractSize")),
-            entry_price=to_decimal(position.get("entryPrice")),
-            mark_price=to_decimal(position.get("markPrice")),
-            notional=to_decimal(position.get("notional")),
-            leverage=to_decimal(position.get("leverage")),
-            liquidation_price=to_decimal(position.get("liquidationPrice")),
-            collateral=to_decimal(position.get("collateral")),
-            initial_margin=to_decimal(position.get("initialMargin")),
-            maintenance_margin=to_decimal(position.get("maintenanceMargin")),
-            unrealized_pnl=to_decimal(position.get("unrealizedPnl")),
-            margin_mode=_str(position.get("marginMode")),
-            hedged=position.get("hedged") if isinstance(position.get("hedged"), bool) else None,
-            **_envelope(position, source, cause),
-        )
 
 
 @kind("cancel_requested")
@@ -787,22 +631,6 @@ class TickerObserved(Observation):
     ask_volume: Decimal | None = None
     base_volume: Decimal | None = None
     quote_volume: Decimal | None = None
-
-    @classmethod
-    def from_ccxt(
-        cls, ticker: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
-    ) -> TickerObserved:
-        """From a ccxt unified ticker; the whole dict is kept as ``raw``."""
-        return cls(
-            bid=to_decimal(ticker.get("bid")),
-            ask=to_decimal(ticker.get("ask")),
-            last=to_decimal(ticker.get("last")),
-            bid_volume=to_decimal(ticker.get("bidVolume")),
-            ask_volume=to_decimal(ticker.get("askVolume")),
-            base_volume=to_decimal(ticker.get("baseVolume")),
-            quote_volume=to_decimal(ticker.get("quoteVolume")),
-            **_envelope(ticker, source, cause),
-        )
 
 
 @kind("ohlcv_observed")

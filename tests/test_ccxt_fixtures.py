@@ -4,31 +4,29 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from eventsrc import (
-    BalanceObserved,
-    Fee,
-    OrderObserved,
-    PositionObserved,
-    StrategyStarted,
-    TradeObserved,
-    fold,
+from adapters.observations import (
+    balance_observed,
+    order_observed,
+    position_observed,
+    trade_observed,
 )
+from eventsrc import Fee, StrategyStarted, fold
 from tests.ccxt_fixtures import expected, replay
 
 D = Decimal
 
 
-def test_from_ccxt_keeps_the_unified_fields_exact_and_the_raw_dict() -> None:
+def test_the_mapping_keeps_the_unified_fields_exact_and_the_raw_dict() -> None:
     order = replay("binance", "fetchOrder")
-    event = OrderObserved.from_ccxt(order, source="fetch_order")
+    event = order_observed(order, source="fetch_order")
     assert event.order_id == "3397148653" and event.asset == "LTC/USDT"
     assert (event.filled, event.cost, event.average) == (D("0.1"), D("9.08"), D("90.8"))
     assert event.status == "closed" and event.side == "sell" and event.order_type == "market"
     assert event.exchange_ts == expected("binance", "fetchOrder")["timestamp"]
     assert event.info()["info"] == order["info"]  # the whole ccxt dict, venue payload included
-    trade = TradeObserved.from_ccxt(replay("binance", "fetchMyTrades")[0])
+    trade = trade_observed(replay("binance", "fetchMyTrades")[0])
     assert trade.fees == (Fee("USDT", D("0.013926")),)
-    position = PositionObserved.from_ccxt(replay("binance", "fetchPositions")[0])
+    position = position_observed(replay("binance", "fetchPositions")[0])
     assert (position.side, position.contracts, position.entry_price) == (
         "long",
         D("0.009"),
@@ -39,11 +37,11 @@ def test_from_ccxt_keeps_the_unified_fields_exact_and_the_raw_dict() -> None:
 def test_a_spot_strategy_folds_binance_responses_into_the_state_expected_by_hand() -> None:
     events = [
         StrategyStarted("USDT", ("LTC/USDT", "SOL/USDT"), exchange="binance"),
-        BalanceObserved.from_ccxt(replay("binance", "fetchBalance")),
-        OrderObserved.from_ccxt(replay("binance", "createOrder")),
-        OrderObserved.from_ccxt(replay("binance", "fetchOrder")),
-        *(OrderObserved.from_ccxt(o) for o in replay("binance", "fetchOpenOrders")),
-        TradeObserved.from_ccxt(replay("binance", "fetchMyTrades", 0)[0]),
+        balance_observed(replay("binance", "fetchBalance")),
+        order_observed(replay("binance", "createOrder")),
+        order_observed(replay("binance", "fetchOrder")),
+        *(order_observed(o) for o in replay("binance", "fetchOpenOrders")),
+        trade_observed(replay("binance", "fetchMyTrades", 0)[0]),
     ]
     state = fold(events)
     assert not state.anomalies
@@ -106,9 +104,9 @@ def test_a_margin_strategy_takes_positions_and_the_balances_from_the_venue() -> 
     balance["USDT"] = {"free": 1000.5, "used": 20.0, "total": 1020.5}
     events = [
         StrategyStarted("USDT", ("BTC/USDT:USDT",), margin=True, exchange="binance"),
-        BalanceObserved.from_ccxt(balance),
-        *(PositionObserved.from_ccxt(p) for p in replay("binance", "fetchPositions")),
-        TradeObserved.from_ccxt(replay("binance", "fetchMyTrades", 1)[0]),
+        balance_observed(balance),
+        *(position_observed(p) for p in replay("binance", "fetchPositions")),
+        trade_observed(replay("binance", "fetchMyTrades", 1)[0]),
     ]
     state = fold(events)
     assert not state.anomalies

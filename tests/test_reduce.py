@@ -577,17 +577,6 @@ def test_money_arithmetic_is_exact_beyond_28_digits() -> None:
     assert "cannot be used" in state.anomalies[2].reason and "o2" not in state.orders
 
 
-def test_to_decimal_takes_numpy_scalars_as_their_python_equivalents() -> None:
-    import numpy as np
-
-    from eventsrc import to_decimal
-
-    assert to_decimal(np.float64(0.1)) == D("0.1")
-    assert to_decimal(np.int64(7)) == D(7)
-    assert to_decimal(np.float32(0.5)) == D("0.5")
-    assert to_decimal(np.bool_(True)) is None
-
-
 def test_a_kind_class_cannot_be_registered_under_a_second_name() -> None:
     from eventsrc import REGISTRY
 
@@ -821,18 +810,3 @@ def test_a_currency_listed_twice_differently_in_one_balance_report_is_an_anomaly
     assert "twice" in state.anomalies[1].reason and not state.cash
     same = BalanceObserved(balances=(Balance("USDT", D(1)), Balance("USDT", D(1))))
     assert fold([SPOT, same]).cash["USDT"].total == D(1)
-
-
-def test_ccxt_fees_are_summed_exactly_whatever_the_callers_decimal_context() -> None:
-    import decimal
-
-    order = {
-        "id": "1",
-        "fees": [
-            {"cost": "0.1234567", "currency": "BNB"},
-            {"cost": "0.0000001", "currency": "BNB"},
-        ],
-    }
-    with decimal.localcontext(decimal.Context(prec=3)):
-        fees = OrderObserved.from_ccxt(order).fees
-    assert fees == (Fee("BNB", D("0.1234568")),)

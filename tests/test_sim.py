@@ -148,16 +148,21 @@ def test_orders_trades_balances_and_positions_have_ccxts_shapes() -> None:
     assert order["cost"] == pytest.approx(order["filled"] * order["average"])
 
 
-def test_the_engines_event_constructors_read_the_sims_structures() -> None:
-    from eventsrc import BalanceObserved, OrderObserved, PositionObserved, TradeObserved
+def test_the_venue_adapters_mapping_reads_the_sims_structures() -> None:
+    from adapters.observations import (
+        balance_observed,
+        order_observed,
+        position_observed,
+        trade_observed,
+    )
 
     sim = run(sim_structures())
-    order = OrderObserved.from_ccxt(sim["closed"])
+    order = order_observed(sim["closed"])
     assert order.order_id and order.filled is not None and order.status == "closed"
-    fees = TradeObserved.from_ccxt(sim["trade"]).fees
+    fees = trade_observed(sim["trade"]).fees
     assert fees and all(f.currency is not None for f in fees)
-    assert {b.currency for b in BalanceObserved.from_ccxt(sim["balance"]).balances} >= {"BTC"}
-    assert PositionObserved.from_ccxt(sim["position"]).side == "long"
+    assert {b.currency for b in balance_observed(sim["balance"]).balances} >= {"BTC"}
+    assert position_observed(sim["position"]).side == "long"
 
 
 # -- determinism ------------------------------------------------------------------------------
