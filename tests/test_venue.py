@@ -294,7 +294,7 @@ class PagedTrades:
 
     def __init__(self, stamps: list[int], ignores_since: bool = False) -> None:
         self.has = {"fetchMyTrades": True, "fetchOrders": True, "fetchClosedOrders": False}
-        self.items = [
+        self.items: list[dict[str, Any]] = [
             {"id": f"t{i}", "order": "o1", "symbol": "BTC/USDT", "timestamp": ms, "amount": 1.0}
             for i, ms in enumerate(stamps)
         ]
@@ -622,7 +622,9 @@ def leaks(text: str | bytes) -> list[str]:
     import urllib.parse
 
     data = text.decode() if isinstance(text, bytes) else text
-    forms = {s: (s, urllib.parse.quote(s, safe=""), json.dumps(s)[1:-1]) for s in (KEY, SECRET)}
+    forms: dict[str, tuple[str, ...]] = {
+        s: (s, urllib.parse.quote(s, safe=""), json.dumps(s)[1:-1]) for s in (KEY, SECRET)
+    }
     forms[PASSWORD] = (PASSWORD, urllib.parse.quote(PASSWORD, safe=""))
     return [secret[:6] for secret, spelled in forms.items() if any(f in data for f in spelled)]
 
@@ -682,6 +684,7 @@ def test_secrets_never_reach_an_event_an_error_or_a_log_line(
         if isinstance(item, Observation):
             assert leaks(item.raw) == [] and b"***" in item.raw
         else:
+            assert isinstance(item, VenueError)
             assert leaks(item.message) == [] and leaks(str(item)) == []
     assert isinstance(refused, Refused) and refused.error == "AuthenticationError"
     assert "API-key format invalid: *** (***)" in refused.message
