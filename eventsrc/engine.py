@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import itertools
 import logging
 import os
 import random
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -72,8 +74,10 @@ from eventsrc.snapshot import save_snapshot
 from eventsrc.state import (
     ACKNOWLEDGED,
     EXACT,
+    FAILED,
     OPEN,
     PARTIALLY_FILLED,
+    REQUESTED,
     TERMINAL,
     ZERO,
     Fill,
@@ -88,6 +92,8 @@ log = logging.getLogger("eventsrc.engine")
 
 _LIVE = frozenset({ACKNOWLEDGED, OPEN, PARTIALLY_FILLED})
 """Statuses of an order that may still fill."""
+_UNSETTLED = frozenset({REQUESTED, FAILED, ACKNOWLEDGED})
+"""Statuses of a request the venue has not named yet that may still become an order."""
 
 
 class Missing:
@@ -206,11 +212,13 @@ class Engine:
         self._watched_since: dict[str, int] = {}
         self._markets: dict[str, Market] = {}
         self._running = False
+        self._started = False
+        """StrategyStarted is recorded: the run's end is recorded too."""
         self._halted: str | None = None
         self._failure: BaseException | None = None
         self._since_checkpoint = 0
         self._cids = itertools.count(1)
-        self._cid_prefix = f"es{os.getpid():x}{clock.now_ns() // 1_000_000 % 10**9:x}"
+        self._cid_prefix = ""  # set at start: unique per session of the trace
         self._day: tuple[int, Decimal] | None = None
 
     # -- opening and closing ------------------------------------------------------------------
@@ -271,9 +279,18 @@ class Engine:
 
     async def _start(self) -> None:
         self._state = replay_from_trace(self.trace)
+        # Client order ids must never repeat at the venue: not across restarts of this trace
+        # (its next seq), nor across traces trading one account (a random part).
+        self._cid_prefix = f"es{secrets.token_hex(3)}{self._state.seq + 1:x}"
         self._running = True
         self._writer = asyncio.ensure_future(self._write_loop())
         self._markets = dict(await self._call(self.venue.load_markets))
+        unknown = [s for s in self.universe if s not in self._markets]
+        if unknown:
+            raise ValueError(
+                f"the venue {self.venue.name} has no market {', '.join(map(repr, unknown))}"
+                + _suggest(unknown[0], self._markets)
+            )
         await self.record(
             StrategyStarted(
                 self.main_currency,
@@ -284,6 +301,7 @@ class Engine:
                 source="engine",
             )
         )
+        self._started = True
         await self._sync("startup")
         if self._run_watchers:
             self._start_watchers()
@@ -306,7 +324,7 @@ class Engine:
         self._tasks.clear()
         errors: list[BaseException] = []
         try:
-            if self._failure is None:
+            if self._failure is None and self._started:
                 await self.record(checkpoint(self._state, source="engine"))
                 await self.record(StrategyStopped(reason, source="engine"))
         except BaseException as exc:
@@ -535,17 +553,16 @@ class Engine:
         seconds, MISSING if it is created but not filled yet, None if it failed (the reason
         is recorded). ``synced``: if nothing was observed in time, fetch the order and its
         trades once before answering."""
+        market = self._arguments(symbol, side, amount, price, type)
         cid = client_order_id or self._new_cid()
-        market = self._markets.get(symbol)
-        if market is not None:
-            amount = market.amount_to_precision(amount)
-            if price is not None:
-                price = market.price_to_precision(price)
+        sent = market.amount_to_precision(amount)
+        if price is not None:
+            price = market.price_to_precision(price)
         request = OrderRequested(
             cid,
             side,
             type,
-            amount,
+            sent if sent > 0 else amount,  # what is asked, if nothing of it can be sent
             price,
             time_in_force,
             post_only,
@@ -553,13 +570,17 @@ class Engine:
             asset=symbol,
             source="engine",
         )
-        problem = self._check(request, market)
+        problem = self._check(attrs.evolve(request, amount=sent), market)
         requested = await self.record(request)
         if problem is not None:
             if problem.startswith("risk: "):
                 await self.record(
                     Decision(
-                        "risk_refused", {"client_order_id": cid, "reason": problem}, asset=symbol
+                        "risk_refused",
+                        {"client_order_id": cid, "reason": problem},
+                        asset=symbol,
+                        source="engine",
+                        cause=requested.seq,
                     )
                 )
             await self.record(
@@ -771,30 +792,48 @@ class Engine:
         await self.record(Decision("halt", {"reason": reason, "flatten": flatten}, source="engine"))
         self._alert_of("halt", reason, None)
         await self.cancel_all()
-        if flatten:
-            for symbol, _side in list(self._state.positions):
+        if flatten and self._contracts():
+            await self.fetch_positions()  # what is held now, not what was last reported
+            for symbol in sorted({symbol for symbol, _side in self._state.positions}):
                 await self.close_position(symbol)
+            await self.fetch_positions()
 
     # -- local checks -------------------------------------------------------------------------
 
-    def _check(self, request: OrderRequested, market: Market | None) -> str | None:
+    def _arguments(
+        self, symbol: str, side: str, amount: Decimal, price: Decimal | None, type: str
+    ) -> Market:
+        """Refuse arguments no order can have (a bug in the caller, not a market condition):
+        ValueError, and nothing recorded. The market traded."""
+        if symbol not in self.universe:
+            raise ValueError(
+                f"{symbol!r} is not in the strategy's universe ({', '.join(self.universe)})"
+            )
+        market = self._markets.get(symbol)
+        if market is None:
+            raise ValueError(f"the venue {self.venue.name} has no market {symbol!r}")
+        if side not in ("buy", "sell"):
+            raise ValueError(f"side is {side!r}: 'buy' or 'sell'")
+        if type not in ("limit", "market"):
+            raise ValueError(f"order type is {type!r}: 'limit' or 'market'")
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+            raise ValueError(f"amount is {amount!r}: a Decimal > 0")
+        if price is not None and (
+            not isinstance(price, Decimal) or not price.is_finite() or price <= 0
+        ):
+            raise ValueError(f"price is {price!r}: a Decimal > 0, or None")
+        if type == "limit" and price is None:
+            raise ValueError("a limit order needs a price")
+        return market
+
+    def _check(self, request: OrderRequested, market: Market) -> str | None:
         """Why the venue would refuse ``request`` (or a risk limit does), if it would."""
         symbol = request.asset or ""
         amount, price = request.amount, request.price
-        if self._halted is not None:
-            return f"halted: {self._halted}"
-        if symbol not in self.universe:
-            return f"{symbol} is not in the strategy's universe"
-        if market is None:
-            return f"the venue has no market {symbol}"
-        if request.side not in ("buy", "sell"):
-            return f"side is {request.side!r}, must be 'buy' or 'sell'"
-        if request.order_type not in ("limit", "market"):
-            return f"order type {request.order_type!r} is not 'limit' or 'market'"
-        if request.order_type == "limit" and (price is None or price <= 0):
-            return "a limit order needs a price > 0"
+        if self._halted is not None and not request.reduce_only:
+            return f"halted: {self._halted}"  # closing what is held is still allowed
         if amount <= 0:
-            return f"amount {amount} rounds to nothing at the market's step"
+            return f"the amount rounds to nothing at the market's step {market.amount_step}"
         if market.contract and not self.margin:
             return f"{symbol} is a contract market and the strategy trades spot"
         if market.min_amount is not None and amount < market.min_amount:
@@ -907,7 +946,7 @@ class Engine:
             for symbol in self.universe:
                 self._watch(self.venue.watcher("ticker", symbol))
         for order in [*self._state.orders.values(), *self._state.requests.values()]:
-            if order.status in _LIVE or order.status in ("requested", "failed"):
+            if order.status in _LIVE or order.status in _UNSETTLED:
                 self._watch_orders_of(order.symbol)
         self._spawn(self._retire_idle_watchers(), "watchers")
 
@@ -959,7 +998,10 @@ class Engine:
             for symbol, since in list(self._watched_since.items()):
                 if any(
                     o.symbol == symbol and o.status in _LIVE for o in self._state.orders.values()
-                ) or any(o.symbol == symbol for o in self._state.requests.values()):
+                ) or any(
+                    o.symbol == symbol and o.status in _UNSETTLED
+                    for o in self._state.requests.values()
+                ):
                     self._watched_since[symbol] = now
                     continue
                 if now - since < self._idle_timeout * 1_000_000_000:
@@ -968,9 +1010,7 @@ class Engine:
                 for stream in ("orders", "trades"):
                     task = self._watchers.pop(f"{stream}:{symbol}", None)
                     if task is not None:
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await task
+                        await _end(task)
                         await self.record(
                             WatcherStopped(f"{stream}:{symbol}", "idle", source="engine")
                         )
@@ -999,10 +1039,7 @@ class Engine:
             if order.status in _LIVE and order.order_id not in listed:
                 await self._sync_order(order.symbol, order.order_id or "")
         for request in list(self._state.requests.values()):
-            if (
-                request.status in ("requested", "failed", "acknowledged")
-                and request.client_order_id
-            ):
+            if request.status in _UNSETTLED and request.client_order_id:
                 await self._look_up(request.symbol, request.client_order_id)
         if self.margin and self._contracts():
             await self._fetch("sync", venue.fetch_positions, self._contracts())
@@ -1013,6 +1050,25 @@ class Engine:
     @property
     def markets(self) -> dict[str, Market]:
         return dict(self._markets)
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+async def _end(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it to end. Its cancellation (or failure: a supervised
+    task records its own) is not ours: only a cancellation of the caller propagates."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:
+        pass
 
 
 def _differences(before: State, after: State) -> int:

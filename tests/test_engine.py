@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
@@ -12,18 +13,30 @@ from typing import Any
 import pytest
 
 from adapters.sim import Faults, SimExchange
+from adapters.sim.markets import DEFAULT_MARKETS
 from adapters.venue import CcxtVenue
 from eventsrc import (
     MISSING,
+    Decision,
     Engine,
+    EngineError,
     Fill,
+    Limits,
     LocalCheckFailed,
+    Missing,
+    Note,
     OrderRejected,
     State,
     Trace,
+    TradeObserved,
+    WatcherError,
+    WatcherReconnected,
+    WatcherStarted,
+    WatcherStopped,
     replay_from_trace,
     state_hash,
 )
+from eventsrc.venue import Feed
 
 D = Decimal
 SPOT = ("BTC/USDT", "ETH/USDT")
@@ -311,3 +324,358 @@ def test_secrets_reach_neither_the_trace_nor_the_logs(
     for value in (key, secret):
         assert value.encode() not in stored
         assert value not in caplog.text
+
+
+def real_trades(state: State) -> set[str]:
+    return {trade_id for o in state.orders.values() for trade_id in o.real}
+
+
+def test_dropped_streams_leave_gap_markers_and_the_backfill_loses_no_fill(tmp_path: Path) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=21, faults=Faults(drop_stream=0.3))
+
+    async def main() -> State:
+        async with Engine.open(
+            path, CcxtVenue(ex), universe=SPOT, main_currency="USDT", clock=ex.clock
+        ) as engine:
+            for i in range(6):
+                side = "buy" if i % 2 == 0 else "sell"
+                # Not synced: only the watchers (streams, and their backfills) report fills.
+                await engine.create_order(
+                    "BTC/USDT", side, D("0.01"), type="market", waitfor=0.5, synced=False
+                )
+            truth = {f.id for f in ex.truth().fills}
+            for _ in range(600):
+                if real_trades(engine.state) == truth:
+                    break
+                await ex.clock.sleep(1.0)
+            assert real_trades(engine.state) == truth
+            assert totals(engine.state) == truth_totals(ex)
+            events = engine.trace[:]
+            dropped = [e for e in events if isinstance(e, WatcherError)]
+            gaps = [e for e in events if isinstance(e, WatcherReconnected)]
+            assert any(e.error == "NetworkError" for e in dropped)
+            assert gaps and all(g.gap_start_ts is not None for g in gaps)
+            # A backfill after a gap recorded trades by REST.
+            first_gap = min(g.seq for g in gaps if g.seq is not None)
+            assert any(
+                isinstance(e, TradeObserved)
+                and e.source == "fetch_my_trades"
+                and (e.seq or 0) > first_gap
+                for e in events
+            )
+        return engine.state
+
+    replays_to(path, run(main))
+
+
+def test_a_venue_order_the_trace_lacks_is_adopted_at_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=4)
+
+    async def main() -> State:
+        ticker = await ex.fetch_ticker("ETH/USDT")
+        low = round(ticker["bid"] * 0.5, 2)
+        placed = await ex.create_order("ETH/USDT", "limit", "buy", 0.1, low)
+        async with Engine.open(
+            path, CcxtVenue(ex), universe=SPOT, main_currency="USDT", clock=ex.clock
+        ) as engine:
+            order = engine.state.orders[placed["id"]]
+            assert (order.status, order.amount) == ("open", D("0.1"))
+            assert (
+                engine.state.cash["USDT"].used
+                == truth_totals(ex)["USDT"] - (ex.truth().balances["USDT"]["free"])
+            )
+            assert await engine.cancel_order(placed["id"], "ETH/USDT")
+            assert ex.truth().open_orders == []
+        return engine.state
+
+    replays_to(path, run(main))
+
+
+def test_local_checks_answer_none_with_the_reason_and_send_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "trace"
+    markets = copy.deepcopy(DEFAULT_MARKETS)
+    markets["BTC/USDT"]["limits"]["amount"]["min"] = 0.001
+    markets["ETH/USDT"]["limits"]["cost"]["min"] = 10.0
+    ex = SimExchange(seed=6, markets=markets)
+
+    async def main() -> State:
+        async with Engine.open(
+            path, CcxtVenue(ex), universe=SPOT, main_currency="USDT", clock=ex.clock
+        ) as engine:
+            step = engine.markets["BTC/USDT"].amount_step
+            assert step == D("0.0001") and engine.markets["ETH/USDT"].min_cost == 10
+            cases: list[tuple[tuple[Any, ...], dict[str, Any], str]] = [
+                (("BTC/USDT", "buy", step / 10), {"type": "market"}, "rounds to nothing"),
+                (("BTC/USDT", "buy", step * 5), {"type": "market"}, "below the market's min"),
+                (("ETH/USDT", "buy", D("0.01"), D(100)), {}, "cost 1.00 is below"),
+                (("ETH/USDT", "sell", D(10_000)), {"type": "market"}, "not enough ETH"),
+                (("BTC/USDT", "buy", D(1000), D(90_000)), {}, "not enough USDT"),
+            ]
+            for args, kwargs, reason in cases:
+                assert await engine.create_order(*args, **kwargs) is None
+                refused = [e for e in engine.trace[:] if isinstance(e, LocalCheckFailed)]
+                assert reason in refused[-1].reason, (reason, refused[-1].reason)
+            assert ex.venue.orders == {}
+            assert len(engine.state.requests) == len(cases)
+            assert all(r.status == "rejected" for r in engine.state.requests.values())
+            assert not engine.state.anomalies
+        return engine.state
+
+    replays_to(path, run(main))
+
+
+def test_arguments_no_order_can_have_are_a_value_error_and_record_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=6)
+
+    async def main() -> State:
+        async with Engine.open(
+            path, CcxtVenue(ex), universe=SPOT, main_currency="USDT", clock=ex.clock
+        ) as engine:
+            before = len(engine.trace)
+            cases: list[tuple[tuple[Any, ...], dict[str, Any], str]] = [
+                (("BTC/USDT", "buy", D("0.01")), {"type": "stop"}, "order type"),
+                (("BTC/USDT", "hold", D("0.01")), {"type": "market"}, "side"),
+                (("BTC/USDT", "buy", D("0.01")), {}, "needs a price"),
+                (("BTC/USDT", "buy", D(-1)), {"type": "market"}, "amount"),
+                (("BTC/USDT", "buy", 0.01), {"type": "market"}, "amount"),
+                (("BTC/USDT", "buy", D("0.01"), D("NaN")), {}, "price"),
+                (("DOGE/USDT", "buy", D(1)), {"type": "market"}, "universe"),
+            ]
+            for args, kwargs, message in cases:
+                with pytest.raises(ValueError, match=message):
+                    await engine.create_order(*args, **kwargs)
+            assert len(engine.trace) == before and ex.venue.orders == {}
+        return engine.state
+
+    replays_to(path, run(main))
+
+
+def test_a_universe_the_venue_does_not_list_or_contracts_on_spot_fail_to_open(
+    tmp_path: Path,
+) -> None:
+    ex = SimExchange(seed=6)
+
+    async def main(universe: tuple[str, ...], path: Path) -> None:
+        async with Engine.open(
+            path, CcxtVenue(ex), universe=universe, main_currency="USDT", clock=ex.clock
+        ):
+            pytest.fail("opened")
+
+    with pytest.raises(ValueError, match=r"no market 'BTC/USTD' \(did you mean BTC/USDT"):
+        asyncio.run(main(("BTC/USTD",), tmp_path / "a"))
+    with pytest.raises(ValueError, match="margin=True"):
+        asyncio.run(main(("BTC/USDT", PERP), tmp_path / "b"))
+    for name in ("a", "b"):  # nothing was recorded of a run that never started
+        with Trace.open(tmp_path / name) as trace:
+            assert len(trace) == 0
+    assert ex.venue.orders == {}
+
+
+def test_risk_limits_refuse_before_sending_and_record_the_decision(tmp_path: Path) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=8)
+    # the sim's account holds 1 BTC to begin with: a spot position is what is held
+    limits = Limits(max_order_notional=D(2000), max_position=D("1.015"), max_open_orders=1)
+
+    async def main() -> State:
+        async with Engine.open(
+            path,
+            CcxtVenue(ex),
+            universe=SPOT,
+            main_currency="USDT",
+            clock=ex.clock,
+            limits=limits,
+        ) as engine:
+            ticker = await ex.fetch_ticker("BTC/USDT")
+            low = D(str(round(ticker["bid"] * 0.5, 1)))
+            # notional: 0.1 BTC at half the price is still far over 2000 USDT
+            assert await engine.create_order("BTC/USDT", "buy", D("0.1"), low) is None
+            # open orders: one rests, the next is refused
+            assert await engine.create_order("BTC/USDT", "buy", D("0.01"), low) is MISSING
+            assert await engine.create_order("ETH/USDT", "buy", D("0.1"), D(100)) is None
+            await engine.cancel_all()
+            # position: 1.01 is held after this buy; 0.02 more would make 1.03
+            assert isinstance(
+                await engine.create_order("BTC/USDT", "buy", D("0.01"), type="market"), Fill
+            )
+            assert await engine.create_order("BTC/USDT", "buy", D("0.02"), type="market") is None
+            # ... but reducing it is always allowed
+            assert isinstance(
+                await engine.create_order("BTC/USDT", "sell", D("0.01"), type="market"), Fill
+            )
+            decisions = [
+                e.values["reason"]
+                for e in engine.trace[:]
+                if isinstance(e, Decision) and e.name == "risk_refused"
+            ]
+            assert [str(r).split(" ")[1] for r in decisions] == ["notional", "1", "position"]
+            assert len(ex.venue.orders) == 3  # the resting one and the two market orders
+        return engine.state
+
+    replays_to(path, run(main))
+
+
+def test_halt_cancels_everything_flattens_refuses_new_orders_and_alerts(tmp_path: Path) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=10)
+    alerts: list[tuple[str, str]] = []
+
+    async def main() -> State:
+        async with Engine.open(
+            path,
+            CcxtVenue(ex),
+            universe=(PERP,),
+            main_currency="USDT",
+            margin=True,
+            clock=ex.clock,
+            alert=lambda what, message, event: alerts.append((what, message)),
+        ) as engine:
+            ticker = await ex.fetch_ticker(PERP)
+            low = D(str(round(ticker["bid"] * 0.5, 1)))
+            assert await engine.create_order(PERP, "buy", D("0.01"), low) is MISSING
+            assert isinstance(
+                await engine.create_order(PERP, "buy", D("0.02"), type="market"), Fill
+            )
+            await engine.halt("drawdown", flatten=True)
+            truth = ex.truth()
+            assert truth.open_orders == [] and truth.positions == {}
+            assert not any(p.contracts for p in engine.state.positions.values())
+            assert await engine.create_order(PERP, "buy", D("0.01"), type="market") is None
+            refused = [e for e in engine.trace[:] if isinstance(e, LocalCheckFailed)]
+            assert refused[-1].reason == "halted: drawdown"
+            assert engine.halted == "drawdown"
+            assert any(isinstance(e, Decision) and e.name == "halt" for e in engine.trace[:])
+        return engine.state
+
+    replays_to(path, run(main))
+    assert ("halt", "drawdown") in alerts
+
+
+class Funding:
+    """A user's watcher: notes a funding rate every 8 hours; its second run dies once."""
+
+    name = "funding"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, feed: Feed) -> None:
+        self.runs += 1
+        await feed.put(Note(f"funding run {self.runs}", source=self.name))
+        if self.runs == 1:
+            raise ConnectionError("funding feed lost")
+        while True:
+            await feed.clock.sleep(8 * 3600)
+            await feed.put(Note("funding 0.0001", source=self.name))
+
+
+class Trader:
+    """A strategy: buys once when it first sees a BTC price, and its task then fails."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.bought: Fill | Missing | None = None
+
+    def on_event(self, engine: Engine, event: Any) -> None:
+        assert event.seq is not None and engine.state.seq == event.seq  # after the fold
+        self.seen.append(event.seq)
+
+    async def run(self, engine: Engine) -> None:
+        while "BTC/USDT" not in engine.state.last_price:
+            await engine.clock.sleep(1.0)
+        self.bought = await engine.create_order("BTC/USDT", "buy", D("0.01"), type="market")
+        raise RuntimeError("strategy bug")
+
+
+def test_user_watchers_and_strategies_are_supervised_and_their_failures_recorded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=12)
+    funding, trader = Funding(), Trader()
+
+    async def main() -> State:
+        async with Engine.open(
+            path,
+            CcxtVenue(ex),
+            universe=SPOT,
+            main_currency="USDT",
+            clock=ex.clock,
+            strategy=trader,
+        ) as engine:
+            engine.watch(funding)
+            for _ in range(1000):
+                if trader.bought is not None and funding.runs >= 2:
+                    break
+                await ex.clock.sleep(1.0)
+            notes = [e.text for e in engine.trace[:] if isinstance(e, Note)]
+            assert notes[:2] == ["funding run 1", "funding run 2"]
+            errors = [e for e in engine.trace[:] if isinstance(e, (WatcherError, EngineError))]
+            assert any(
+                isinstance(e, WatcherError)
+                and e.watcher == "funding"
+                and e.error == "ConnectionError"
+                for e in errors
+            )
+            for _ in range(100):
+                if any(isinstance(e, EngineError) and e.where == "strategy" for e in errors):
+                    break
+                await ex.clock.sleep(1.0)
+                errors = [e for e in engine.trace[:] if isinstance(e, EngineError)]
+            assert any(
+                isinstance(e, EngineError)
+                and e.error == "RuntimeError"
+                and "strategy bug" in e.message
+                for e in errors
+            )
+            assert isinstance(trader.bought, Fill)
+            # on_event saw every event after its fold, in order
+            assert trader.seen == sorted(trader.seen) and len(trader.seen) > 10
+        return engine.state
+
+    replays_to(path, run(main))
+
+
+def test_order_watchers_start_with_the_first_order_and_retire_when_idle(tmp_path: Path) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=14)
+
+    async def main() -> State:
+        async with Engine.open(
+            path,
+            CcxtVenue(ex),
+            universe=SPOT,
+            main_currency="USDT",
+            clock=ex.clock,
+            idle_timeout=60.0,
+        ) as engine:
+
+            def started() -> set[str]:
+                return {e.watcher for e in engine.trace[:] if isinstance(e, WatcherStarted)}
+
+            for _ in range(100):
+                if "balance" in started():
+                    break
+                await ex.clock.sleep(0.1)
+            assert "balance" in started() and not any(w.startswith("orders:") for w in started())
+            await engine.create_order("ETH/USDT", "buy", D("0.1"), type="market")
+            assert {"orders:ETH/USDT", "trades:ETH/USDT"} <= started()
+            assert not any(w.endswith("BTC/USDT") and w.startswith("orders") for w in started())
+            for _ in range(1000):
+                stopped = {
+                    e.watcher
+                    for e in engine.trace[:]
+                    if isinstance(e, WatcherStopped) and e.reason == "idle"
+                }
+                if len(stopped) == 2:
+                    break
+                await ex.clock.sleep(1.0)
+            assert stopped == {"orders:ETH/USDT", "trades:ETH/USDT"}
+        return engine.state
+
+    replays_to(path, run(main))
