@@ -35,8 +35,11 @@ nothing else. Its life, in events:
 - It never dies of a venue's answer: every ``VenueError`` (a malformed payload is
   ``Unreachable("BadResponse")``) and every other exception from a venue call is recorded as
   a ``WatcherError`` and the loop goes on; a report the fold cannot use becomes an anomaly
-  there. ``asyncio.CancelledError`` always propagates (that is how the engine stops it), as
-  does a failure of ``feed.put`` (the engine's own).
+  there. The watcher's own cancellation always propagates (that is how the engine stops it),
+  as does a failure of ``feed.put`` (the engine's own). A venue call that ends in
+  ``asyncio.CancelledError`` while the watcher is not being cancelled (ccxt cancels every
+  pending watch of a connection it closes) is a venue failure like any other
+  (``Unreachable("CancelledError")``): it must not end the watcher as if the engine had.
 
 Time is the feed's clock only: a watcher waits through ``feed.clock.sleep`` and reads
 ``feed.clock.now_ns``, so on a virtual clock it never sleeps for real.
@@ -149,6 +152,17 @@ def _venue_failure(exc: Exception) -> VenueError:
     if isinstance(exc, VenueError):
         return exc
     return Unreachable(type(exc).__name__, str(exc))
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task is being cancelled (rather than having awaited something
+    that ended cancelled on its own)."""
+    current = asyncio.current_task()
+    return current is None or current.cancelling() > 0
+
+
+def _cancelled_call() -> VenueError:
+    return Unreachable("CancelledError", "the venue's call was cancelled (not by the watcher)")
 
 
 async def _cancel(task: asyncio.Future[Any] | None) -> None:
@@ -288,6 +302,10 @@ class StreamWatcher:
         since_ms = (covered_ns - _ns(self.settings.backfill_margin)) // 1_000_000
         try:
             events = await self.snapshot(since_ms)
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            error = _cancelled_call()
         except Exception as exc:
             error = _venue_failure(exc)
         else:
@@ -314,6 +332,8 @@ class StreamWatcher:
                 await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
             finally:
                 await _cancel(timer)
+        if task.cancelled():  # not by this watcher: it never awaits a watch it cancelled
+            raise _Dropped(_cancelled_call())
         try:
             return task.result()
         except Exception as exc:

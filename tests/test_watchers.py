@@ -496,6 +496,45 @@ def test_the_backoff_jitter_is_the_same_for_one_watcher_name_and_another_for_ano
     assert TradesWatcher(venue, SYMBOL, settings).backoff(1, retry_after=30.0) == 30.0
 
 
+def test_a_watch_the_venues_library_cancels_is_a_dropped_stream_not_the_watchers_end() -> None:
+    # ccxt's Client.close() cancels every pending watch future of the connection: the watch
+    # ends in CancelledError though nobody cancelled the watcher
+    async def scenario() -> None:
+        time = clock()
+        venue = FakeVenue(time, streams=["orders"])
+        feed = RecordingFeed(time)
+        task = start(OrdersWatcher(venue, SYMBOL, SETTINGS), feed)
+        venue.answer("fetch_open_orders", [], [order("a")], [])
+        venue.answer("fetch_closed_orders", [], [], [order("a", "closed", "1")])
+        venue.answer("watch", [order("a")], asyncio.CancelledError())
+        await until(lambda: len(venue.called("watch")) == 3, "a new subscription")
+
+        (error,) = feed.of(WatcherError)
+        assert error.error == "CancelledError"
+        assert isinstance(feed.events[-2], WatcherReconnected)
+        assert feed.events[-1] == order("a", "closed", "1")  # the backfill
+        await stop(task)
+
+    run(scenario())
+
+
+def test_a_poll_the_venues_library_cancels_is_a_failed_poll_not_the_watchers_end() -> None:
+    async def scenario() -> None:
+        time = clock()
+        venue = FakeVenue(time)
+        feed = RecordingFeed(time)
+        task = start(BalanceWatcher(venue, None, SETTINGS), feed)
+        venue.answer("fetch_balance", asyncio.CancelledError(), [balance("1")])
+        await until(lambda: len(venue.called("fetch_balance")) == 3, "two polls more")
+
+        (error,) = feed.of(WatcherError)
+        assert error.error == "CancelledError"
+        assert feed.events[-1] == balance("1")
+        await stop(task)
+
+    run(scenario())
+
+
 # -- the orders' backfill ---------------------------------------------------------------------
 
 
