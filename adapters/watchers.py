@@ -17,9 +17,13 @@ nothing else. Its life, in events:
   backfill of the gap and the stream again. Orders: the open orders, the orders closed since
   the gap began, and each order the watcher last saw open that is in neither (ccxt lists
   closed orders by when they were *placed*, so an order placed before the gap and filled in
-  it would be in no list). Trades: the account's trades since the gap began (if the venue
-  reports trades). Balance, positions, ticker: their current state. Every "since" reaches
-  ``backfill_margin`` seconds further back, because the venue dates by its own clock.
+  it would be in no list). Such an order that the venue does not know (``NotFound``) or will
+  not tell of (``Refused``: asking again will not help) is a ``WatcherError`` and forgotten;
+  one it cannot fetch for now (``Unreachable``) is a ``WatcherError`` and asked for again at
+  the next backfill; neither holds up the rest of the backfill. Trades: the account's trades
+  since the gap began (if the venue reports trades). Balance, positions, ticker: their
+  current state. Every "since" reaches ``backfill_margin`` seconds further back, because the
+  venue dates by its own clock.
 - Backoff after failures in a row: ``d = min(backoff_cap, backoff_base * 2**(n-1))``, then
   a delay drawn from ``[d/2, d]`` by a ``random.Random`` seeded with the watcher's name
   (deterministic), and never less than the venue's ``retry_after``.
@@ -70,7 +74,7 @@ from eventsrc.events import (
     WatcherStarted,
     WatcherStopped,
 )
-from eventsrc.venue import STREAMS, Feed, NotFound, Unreachable, Venue, VenueError
+from eventsrc.venue import STREAMS, Feed, NotFound, Refused, Unreachable, Venue, VenueError
 
 __all__ = [
     "BalanceWatcher",
@@ -464,17 +468,26 @@ class OrdersWatcher(StreamWatcher):
             # open when last seen, in neither list now: closed, but placed before `since`
             try:
                 events += await self.venue.fetch_order(symbol, order_id)
-            except NotFound as error:
+                continue
+            except Exception as exc:
+                # one order's answer must not keep the others' reports out of the trace
+                error = _venue_failure(exc)
+            if isinstance(error, NotFound):
                 self._open.pop(order_id, None)
-                events.append(
-                    WatcherError(
-                        self._name,
-                        error.error,
-                        f"order {order_id}, last seen open, is unknown to the venue now: "
-                        f"{error.message}",
-                        source=self._name,
-                    )
+                fate = "is unknown to the venue now"
+            elif isinstance(error, Refused):
+                self._open.pop(order_id, None)
+                fate = "cannot be fetched: the venue refused"
+            else:
+                fate = "could not be fetched (it is asked for again at the next backfill)"
+            events.append(
+                WatcherError(
+                    self._name,
+                    error.error,
+                    f"order {order_id}, last seen open, {fate}: {error.message}",
+                    source=self._name,
                 )
+            )
         return events
 
 

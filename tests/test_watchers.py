@@ -48,7 +48,7 @@ from eventsrc.events import (
     WatcherStarted,
     WatcherStopped,
 )
-from eventsrc.venue import Market, NotFound, Unreachable, Watcher
+from eventsrc.venue import Market, NotFound, Refused, Unreachable, Watcher
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Event)
@@ -580,6 +580,56 @@ def test_an_order_last_seen_open_the_venue_no_longer_knows_is_an_error_and_forgo
         assert error.watcher == "orders:BTC/USDT" and error.error == "OrderNotFound"
         assert "gone" in error.message and "last seen open" in error.message
         assert len(venue.called("fetch_order")) == 1  # the third poll does not ask again
+        await stop(task)
+
+    run(scenario())
+
+
+def test_an_order_the_venue_refuses_to_fetch_is_an_error_and_forgotten_the_rest_is_put() -> None:
+    # bybit's fetchOrder refuses every order (ArgumentsRequired) unless acknowledged: one such
+    # order must not keep every other report of the market out of the trace
+    async def scenario() -> None:
+        time = clock()
+        venue = FakeVenue(time)
+        feed = RecordingFeed(time)
+        task = start(OrdersWatcher(venue, SYMBOL, SETTINGS), feed)
+        b_filled = order("b", "closed", "1", ts=2_000, source="fetch_closed_orders")
+        venue.answer("fetch_open_orders", [order("a"), order("b", ts=2_000)], [], [])
+        venue.answer("fetch_closed_orders", [], [b_filled], [b_filled])
+        refused = Refused("ArgumentsRequired", "fetchOrder() can only access the last 500 orders")
+        venue.answer("fetch_order", refused)
+        await until(lambda: len(venue.called("fetch_open_orders")) == 4, "three polls")
+
+        (error,) = feed.of(WatcherError)
+        assert error.error == "ArgumentsRequired" and "order a, last seen open" in error.message
+        assert b_filled in feed.events  # the rest of that poll
+        assert feed.at(b_filled) == venue.called("fetch_open_orders")[1].at
+        assert len(venue.called("fetch_order")) == 1  # asking again will not help
+        await stop(task)
+
+    run(scenario())
+
+
+def test_an_order_that_cannot_be_fetched_for_now_is_asked_for_again_the_rest_is_put() -> None:
+    async def scenario() -> None:
+        time = clock()
+        venue = FakeVenue(time)
+        feed = RecordingFeed(time)
+        task = start(OrdersWatcher(venue, SYMBOL, SETTINGS), feed)
+        b_filled = order("b", "closed", "1", ts=2_000, source="fetch_closed_orders")
+        a_filled = order("a", "closed", "1", source="fetch_order")
+        venue.answer("fetch_open_orders", [order("a"), order("b", ts=2_000)], [], [])
+        venue.answer("fetch_closed_orders", [], [b_filled], [b_filled])
+        venue.answer("fetch_order", Unreachable("RequestTimeout", "timed out"), [a_filled])
+        await until(lambda: len(venue.called("fetch_open_orders")) == 4, "three polls")
+
+        (error,) = feed.of(WatcherError)
+        assert error.error == "RequestTimeout" and "order a, last seen open" in error.message
+        polls = [c.at for c in venue.called("fetch_open_orders")]
+        assert feed.at(b_filled) == polls[1]  # not held up by a
+        assert feed.at(a_filled) == polls[2]  # a, asked for again at the next poll
+        assert polls[2] - polls[1] == 5 * S  # and that poll came after poll_interval
+        assert len(venue.called("fetch_order")) == 2
         await stop(task)
 
     run(scenario())
