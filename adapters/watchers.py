@@ -22,8 +22,10 @@ nothing else. Its life, in events:
   one it cannot fetch for now (``Unreachable``) is a ``WatcherError`` and asked for again at
   the next backfill; neither holds up the rest of the backfill. Trades: the account's trades
   since the gap began (if the venue reports trades). Balance, positions, ticker: their
-  current state. Every "since" reaches ``backfill_margin`` seconds further back, because the
-  venue dates by its own clock.
+  current state (a position last seen held that it no longer lists is reported flat; in
+  hedge mode, a side of a market whose other side it still lists is reported closed). Every
+  "since" reaches ``backfill_margin`` seconds further back, because the venue dates by its
+  own clock.
 - Backoff after failures in a row: ``d = min(backoff_cap, backoff_base * 2**(n-1))``, then
   a delay drawn from ``[d/2, d]`` by a ``random.Random`` seeded with the watcher's name
   (deterministic), and never less than the venue's ``retry_after``.
@@ -544,8 +546,9 @@ class PositionsWatcher(StreamWatcher):
         settings: WatcherSettings | None = None,
     ) -> None:
         super().__init__(venue, symbol, settings)
-        self._held: set[str] = set()
-        """Markets last seen with a position: one a poll no longer lists was closed."""
+        self._held: set[tuple[str, str | None]] = set()
+        """The positions last seen held, as (market, side if hedged else None): one a poll no
+        longer lists was closed."""
 
     def key(self, event: Event) -> Hashable | None:
         if isinstance(event, PositionObserved) and event.asset:
@@ -559,22 +562,49 @@ class PositionsWatcher(StreamWatcher):
         return _identity(event)
 
     def track(self, event: Event) -> None:
-        if isinstance(event, PositionObserved) and event.asset:
-            if event.side and event.contracts:
-                self._held.add(event.asset)
-            elif not event.hedged:
-                self._held.discard(event.asset)
+        if not isinstance(event, PositionObserved) or not event.asset:
+            return
+        market = event.asset
+        if event.hedged and event.side:  # one side of a hedged market: the other stays
+            if event.contracts:
+                self._held.add((market, event.side))
+            else:
+                self._held.discard((market, event.side))
+            return
+        # the market's whole position (one-way, or flat): the fold drops whatever it held
+        self._held = {held for held in self._held if held[0] != market}
+        if event.side and event.contracts:
+            self._held.add((market, None))
 
     async def snapshot(self, since_ms: int) -> list[Event]:
         events = await self.venue.fetch_positions([self.symbol] if self.symbol else [])
-        listed = {e.asset for e in events if isinstance(e, PositionObserved)}
-        events += [
+        reported = [e for e in events if isinstance(e, PositionObserved) and e.asset]
+        markets = {e.asset for e in reported}
+        whole = {e.asset for e in reported if not (e.hedged and e.side)}
+        sides = {(e.asset, e.side) for e in reported if e.hedged and e.side}
+        # a market the poll no longer lists is flat; a hedged side it no longer lists (the
+        # other side listed) is closed, which only a report of that side says to the fold
+        closed: list[Event] = [
             PositionObserved(
-                side=None, contracts=Decimal(0), asset=symbol, source="fetch_positions"
+                side=None, contracts=Decimal(0), asset=market, source="fetch_positions"
             )
-            for symbol in sorted(self._held - listed)
+            for market in sorted({market for market, _ in self._held} - markets)
         ]
-        return events
+        closed += [
+            PositionObserved(
+                side=side,
+                contracts=Decimal(0),
+                hedged=True,
+                asset=market,
+                source="fetch_positions",
+            )
+            for market, side in sorted(
+                (market, side)
+                for market, side in self._held
+                if side is not None and market in markets - whole and (market, side) not in sides
+            )
+        ]
+        return [*events, *closed]
 
 
 class TickerWatcher(StreamWatcher):

@@ -32,6 +32,7 @@ from adapters.watchers import (
     WatcherSettings,
     watcher_for,
 )
+from eventsrc import fold
 from eventsrc.clock import Clock, ManualClock
 from eventsrc.engine import EngineClosed
 from eventsrc.events import (
@@ -41,6 +42,7 @@ from eventsrc.events import (
     OrderObserved,
     OrderRequested,
     PositionObserved,
+    StrategyStarted,
     TickerObserved,
     TradeObserved,
     WatcherError,
@@ -815,6 +817,29 @@ def test_a_position_that_disappears_from_a_poll_is_reported_flat() -> None:
         (reported, flat) = feed.of(PositionObserved)
         assert reported == held
         assert (flat.asset, flat.side, flat.contracts) == ("BTC/USDT:USDT", None, D(0))
+        await stop(task)
+
+    run(scenario())
+
+
+def test_a_hedged_side_that_disappears_from_a_poll_is_reported_flat_and_the_other_kept() -> None:
+    # in hedge mode the fold closes one side on a report of that side with no contracts; a
+    # report of the other side leaves it open
+    async def scenario() -> None:
+        time = clock()
+        venue = FakeVenue(time)
+        feed = RecordingFeed(time)
+        task = start(PositionsWatcher(venue, None, SETTINGS), feed)
+        long, short = position("long", "1", hedged=True), position("short", "2", hedged=True)
+        venue.answer("fetch_positions", [long, short], [short], [short], [])
+        await until(lambda: len(venue.called("fetch_positions")) == 5, "four polls")
+
+        reported = feed.of(PositionObserved)
+        assert reported[:3] == [long, short, position("long", "0", hedged=True)]
+        assert [(p.side, p.contracts, p.hedged) for p in reported[3:]] == [(None, D(0), None)]
+        margin = StrategyStarted("USDT", ("BTC/USDT:USDT",), margin=True)
+        assert set(fold([margin, *reported[:3]]).positions) == {("BTC/USDT:USDT", "short")}
+        assert not fold([margin, *reported]).positions
         await stop(task)
 
     run(scenario())
