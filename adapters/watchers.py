@@ -13,19 +13,19 @@ nothing else. Its life, in events:
 - Polling (``fetch_*``) every ``poll_interval`` seconds otherwise.
 - A dropped stream (``Unreachable`` from a watch): ``WatcherError``, a backoff, the gap marker
   ``WatcherReconnected(gap_start_ts)`` (the clock's ns at the last update the stream
-  delivered: what came after may be lost, as ccxt's streams do not replay), then a REST
-  backfill of the gap and the stream again. Orders: the open orders, the orders closed since
-  the gap began, and each order the watcher last saw open that is in neither (ccxt lists
-  closed orders by when they were *placed*, so an order placed before the gap and filled in
-  it would be in no list). Such an order that the venue does not know (``NotFound``) or will
-  not tell of (``Refused``: asking again will not help) is a ``WatcherError`` and forgotten;
-  one it cannot fetch for now (``Unreachable``) is a ``WatcherError`` and asked for again at
-  the next backfill; neither holds up the rest of the backfill. Trades: the account's trades
-  since the gap began (if the venue reports trades). Balance, positions, ticker: their
-  current state (a position last seen held that it no longer lists is reported flat; in
-  hedge mode, a side of a market whose other side it still lists is reported closed). Every
-  "since" reaches ``backfill_margin`` seconds further back, because the venue dates by its
-  own clock.
+  delivered, or at the last REST snapshot since, if later: what came after may be lost, as
+  ccxt's streams do not replay), then a REST backfill of the gap and the stream again.
+  Orders: the open orders, the orders closed since the gap began, and each order the watcher
+  last saw open that is in neither (ccxt lists closed orders by when they were *placed*, so an
+  order placed before the gap and filled in it would be in no list). Such an order that the
+  venue does not know (``NotFound``) or will not tell of (``Refused``: asking again will not
+  help) is a ``WatcherError`` and forgotten; one it cannot fetch for now (``Unreachable``) is a
+  ``WatcherError`` and asked for again at the next backfill; neither holds up the rest of the
+  backfill. Trades: the account's trades since the gap began (if the venue reports trades).
+  Balance, positions, ticker: their current state (a position last seen held that it no longer
+  lists is reported flat; in hedge mode, a side of a market whose other side it still lists is
+  reported closed). Every "since" reaches ``backfill_margin`` seconds further back, because the
+  venue dates by its own clock.
 - Backoff after failures in a row: ``d = min(backoff_cap, backoff_base * 2**(n-1))``, then
   a delay drawn from ``[d/2, d]`` by a ``random.Random`` seeded with the watcher's name
   (deterministic), and never less than the venue's ``retry_after``.

@@ -731,6 +731,30 @@ def test_a_quiet_stream_is_checked_by_one_poll_and_if_nothing_is_new_it_streams_
     run(scenario())
 
 
+def test_after_a_stall_check_that_found_nothing_missing_a_gap_starts_at_that_check() -> None:
+    async def scenario() -> None:
+        time = clock()
+        venue = FakeVenue(time, streams=["trades"])
+        feed = RecordingFeed(time)
+        settings = WatcherSettings(stall_after=60.0, backfill_margin=60.0)
+        task = start(TradesWatcher(venue, SYMBOL, settings), feed)
+        venue.answer("fetch_my_trades", [], [])  # the snapshot, then a stall check
+        await until(lambda: len(venue.called("fetch_my_trades")) == 3, "a stall check")
+        check = venue.called("fetch_my_trades")[1]
+
+        venue.answer("watch", Unreachable("NetworkError", "closed"))
+        venue.answer("fetch_my_trades", [], [])  # the second stall check, then the backfill
+        await until(lambda: bool(feed.of(WatcherReconnected)), "the gap marker")
+        (marker,) = feed.of(WatcherReconnected)
+        second_check = venue.called("fetch_my_trades")[2]
+        assert check.at < second_check.at == marker.gap_start_ts  # all before it is put
+        await until(lambda: len(venue.called("fetch_my_trades")) == 4, "the backfill")
+        assert venue.called("fetch_my_trades")[3].args == (SYMBOL, since_ms(second_check.at))
+        await stop(task)
+
+    run(scenario())
+
+
 def test_a_stall_check_finding_news_is_a_stalled_error_then_polling_then_the_stream() -> None:
     async def scenario() -> None:
         time = clock()
