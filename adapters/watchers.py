@@ -13,13 +13,19 @@ nothing else. Its life, in events:
 - Polling (``fetch_*``) every ``poll_interval`` seconds otherwise.
 - A dropped stream (``Unreachable`` from a watch): ``WatcherError``, a backoff, the gap marker
   ``WatcherReconnected(gap_start_ts)`` (the clock's ns at the last update the stream
-  delivered: what came after may be lost, as ccxt's streams do not replay), then a REST
-  backfill of the gap and the stream again. Orders: the open orders, the orders closed since
-  the gap began, and each order the watcher last saw open that is in neither (ccxt lists
-  closed orders by when they were *placed*, so an order placed before the gap and filled in
-  it would be in no list). Trades: the account's trades since the gap began (if the venue
-  reports trades). Balance, positions, ticker: their current state. Every "since" reaches
-  ``backfill_margin`` seconds further back, because the venue dates by its own clock.
+  delivered, or at the last REST snapshot since, if later: what came after may be lost, as
+  ccxt's streams do not replay), then a REST backfill of the gap and the stream again.
+  Orders: the open orders, the orders closed since the gap began, and each order the watcher
+  last saw open that is in neither (ccxt lists closed orders by when they were *placed*, so an
+  order placed before the gap and filled in it would be in no list). Such an order that the
+  venue does not know (``NotFound``) or will not tell of (``Refused``: asking again will not
+  help) is a ``WatcherError`` and forgotten; one it cannot fetch for now (``Unreachable``) is a
+  ``WatcherError`` and asked for again at the next backfill; neither holds up the rest of the
+  backfill. Trades: the account's trades since the gap began (if the venue reports trades).
+  Balance, positions, ticker: their current state (a position last seen held that it no longer
+  lists is reported flat; in hedge mode, a side of a market whose other side it still lists is
+  reported closed). Every "since" reaches ``backfill_margin`` seconds further back, because the
+  venue dates by its own clock.
 - Backoff after failures in a row: ``d = min(backoff_cap, backoff_base * 2**(n-1))``, then
   a delay drawn from ``[d/2, d]`` by a ``random.Random`` seeded with the watcher's name
   (deterministic), and never less than the venue's ``retry_after``.
@@ -35,8 +41,11 @@ nothing else. Its life, in events:
 - It never dies of a venue's answer: every ``VenueError`` (a malformed payload is
   ``Unreachable("BadResponse")``) and every other exception from a venue call is recorded as
   a ``WatcherError`` and the loop goes on; a report the fold cannot use becomes an anomaly
-  there. ``asyncio.CancelledError`` always propagates (that is how the engine stops it), as
-  does a failure of ``feed.put`` (the engine's own).
+  there. The watcher's own cancellation always propagates (that is how the engine stops it),
+  as does a failure of ``feed.put`` (the engine's own). A venue call that ends in
+  ``asyncio.CancelledError`` while the watcher is not being cancelled (ccxt cancels every
+  pending watch of a connection it closes) is a venue failure like any other
+  (``Unreachable("CancelledError")``): it must not end the watcher as if the engine had.
 
 Time is the feed's clock only: a watcher waits through ``feed.clock.sleep`` and reads
 ``feed.clock.now_ns``, so on a virtual clock it never sleeps for real.
@@ -67,7 +76,7 @@ from eventsrc.events import (
     WatcherStarted,
     WatcherStopped,
 )
-from eventsrc.venue import STREAMS, Feed, NotFound, Unreachable, Venue, VenueError
+from eventsrc.venue import STREAMS, Feed, NotFound, Refused, Unreachable, Venue, VenueError
 
 __all__ = [
     "BalanceWatcher",
@@ -149,6 +158,17 @@ def _venue_failure(exc: Exception) -> VenueError:
     if isinstance(exc, VenueError):
         return exc
     return Unreachable(type(exc).__name__, str(exc))
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task is being cancelled (rather than having awaited something
+    that ended cancelled on its own)."""
+    current = asyncio.current_task()
+    return current is None or current.cancelling() > 0
+
+
+def _cancelled_call() -> VenueError:
+    return Unreachable("CancelledError", "the venue's call was cancelled (not by the watcher)")
 
 
 async def _cancel(task: asyncio.Future[Any] | None) -> None:
@@ -288,6 +308,10 @@ class StreamWatcher:
         since_ms = (covered_ns - _ns(self.settings.backfill_margin)) // 1_000_000
         try:
             events = await self.snapshot(since_ms)
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            error = _cancelled_call()
         except Exception as exc:
             error = _venue_failure(exc)
         else:
@@ -314,6 +338,8 @@ class StreamWatcher:
                 await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
             finally:
                 await _cancel(timer)
+        if task.cancelled():  # not by this watcher: it never awaits a watch it cancelled
+            raise _Dropped(_cancelled_call())
         try:
             return task.result()
         except Exception as exc:
@@ -444,17 +470,26 @@ class OrdersWatcher(StreamWatcher):
             # open when last seen, in neither list now: closed, but placed before `since`
             try:
                 events += await self.venue.fetch_order(symbol, order_id)
-            except NotFound as error:
+                continue
+            except Exception as exc:
+                # one order's answer must not keep the others' reports out of the trace
+                error = _venue_failure(exc)
+            if isinstance(error, NotFound):
                 self._open.pop(order_id, None)
-                events.append(
-                    WatcherError(
-                        self._name,
-                        error.error,
-                        f"order {order_id}, last seen open, is unknown to the venue now: "
-                        f"{error.message}",
-                        source=self._name,
-                    )
+                fate = "is unknown to the venue now"
+            elif isinstance(error, Refused):
+                self._open.pop(order_id, None)
+                fate = "cannot be fetched: the venue refused"
+            else:
+                fate = "could not be fetched (it is asked for again at the next backfill)"
+            events.append(
+                WatcherError(
+                    self._name,
+                    error.error,
+                    f"order {order_id}, last seen open, {fate}: {error.message}",
+                    source=self._name,
                 )
+            )
         return events
 
 
@@ -511,8 +546,9 @@ class PositionsWatcher(StreamWatcher):
         settings: WatcherSettings | None = None,
     ) -> None:
         super().__init__(venue, symbol, settings)
-        self._held: set[str] = set()
-        """Markets last seen with a position: one a poll no longer lists was closed."""
+        self._held: set[tuple[str, str | None]] = set()
+        """The positions last seen held, as (market, side if hedged else None): one a poll no
+        longer lists was closed."""
 
     def key(self, event: Event) -> Hashable | None:
         if isinstance(event, PositionObserved) and event.asset:
@@ -526,22 +562,49 @@ class PositionsWatcher(StreamWatcher):
         return _identity(event)
 
     def track(self, event: Event) -> None:
-        if isinstance(event, PositionObserved) and event.asset:
-            if event.side and event.contracts:
-                self._held.add(event.asset)
-            elif not event.hedged:
-                self._held.discard(event.asset)
+        if not isinstance(event, PositionObserved) or not event.asset:
+            return
+        market = event.asset
+        if event.hedged and event.side:  # one side of a hedged market: the other stays
+            if event.contracts:
+                self._held.add((market, event.side))
+            else:
+                self._held.discard((market, event.side))
+            return
+        # the market's whole position (one-way, or flat): the fold drops whatever it held
+        self._held = {held for held in self._held if held[0] != market}
+        if event.side and event.contracts:
+            self._held.add((market, None))
 
     async def snapshot(self, since_ms: int) -> list[Event]:
         events = await self.venue.fetch_positions([self.symbol] if self.symbol else [])
-        listed = {e.asset for e in events if isinstance(e, PositionObserved)}
-        events += [
+        reported = [e for e in events if isinstance(e, PositionObserved) and e.asset]
+        markets = {e.asset for e in reported}
+        whole = {e.asset for e in reported if not (e.hedged and e.side)}
+        sides = {(e.asset, e.side) for e in reported if e.hedged and e.side}
+        # a market the poll no longer lists is flat; a hedged side it no longer lists (the
+        # other side listed) is closed, which only a report of that side says to the fold
+        closed: list[Event] = [
             PositionObserved(
-                side=None, contracts=Decimal(0), asset=symbol, source="fetch_positions"
+                side=None, contracts=Decimal(0), asset=market, source="fetch_positions"
             )
-            for symbol in sorted(self._held - listed)
+            for market in sorted({market for market, _ in self._held} - markets)
         ]
-        return events
+        closed += [
+            PositionObserved(
+                side=side,
+                contracts=Decimal(0),
+                hedged=True,
+                asset=market,
+                source="fetch_positions",
+            )
+            for market, side in sorted(
+                (market, side)
+                for market, side in self._held
+                if side is not None and market in markets - whole and (market, side) not in sides
+            )
+        ]
+        return [*events, *closed]
 
 
 class TickerWatcher(StreamWatcher):
