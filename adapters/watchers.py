@@ -9,7 +9,10 @@ nothing else. Its life, in events:
   ``lookback`` seconds before it started (what it was started for may have happened already).
 - Streaming (ccxt's ``watch_*``, where ``Venue.can_watch`` says so): every update, de-duplicated.
   It subscribes *before* each REST snapshot, and takes one more snapshot after a new
-  subscription's first update, so nothing falls between the snapshot and the stream.
+  subscription's first update, so nothing falls between the snapshot and the stream. A
+  snapshot the venue refuses (``Refused``: it will refuse again, e.g. ``NotSupported``) is
+  recorded as a ``WatcherError`` and the stream goes on without it; one that gets no answer
+  (``Unreachable``) drops the subscription and is tried again after a backoff.
 - Polling (``fetch_*``) every ``poll_interval`` seconds otherwise.
 - A dropped stream (``Unreachable`` from a watch): ``WatcherError``, a backoff, the gap marker
   ``WatcherReconnected(gap_start_ts)`` (the clock's ns at the last update the stream
@@ -318,6 +321,17 @@ class StreamWatcher:
             return await self._put_new(feed, events)
         raise error
 
+    async def _backfill(self, feed: Feed, covered_ns: int) -> int | None:
+        """``_sync`` while streaming: how many were news, or None if the venue refused it
+        (``Refused``: it will refuse again, so the stream goes on without it, the refusal
+        recorded; retrying would drop the stream's updates forever). No answer
+        (``Unreachable``) still raises: the stream is started again once it answers."""
+        try:
+            return await self._sync(feed, covered_ns)
+        except Refused as error:
+            await self._error(feed, error)
+            return None
+
     def _subscribe(self) -> asyncio.Future[list[Event]]:
         return asyncio.ensure_future(self.venue.watch(self.stream, self.symbol))
 
@@ -357,15 +371,18 @@ class StreamWatcher:
                 subscribed = clock.now_ns()
                 await asyncio.sleep(0)  # the subscription goes out before the snapshot
                 try:
-                    await self._sync(feed, covered)
-                    covered = quiet_since = subscribed
+                    if await self._backfill(feed, covered) is not None:
+                        covered = subscribed  # else nothing could be fetched: the gap stays
+                    quiet_since = subscribed
                     first = True
                     while True:
                         batch = await self._next(task, clock, quiet_since)
                         if batch is None:  # quiet for stall_after: stalled, or just quiet?
                             checked = clock.now_ns()
-                            news = await self._sync(feed, covered)
-                            covered = quiet_since = checked
+                            news = await self._backfill(feed, covered)
+                            if news is not None:
+                                covered = checked
+                            quiet_since = checked
                             if news:
                                 await self._error(
                                     feed,
@@ -387,7 +404,7 @@ class StreamWatcher:
                         await self._put_new(feed, batch)
                         if first:  # the subscription is live now: what came before it?
                             first = False
-                            await self._sync(feed, subscribed)
+                            await self._backfill(feed, subscribed)
                         covered = quiet_since = delivered
                 except _Dropped as dropped:
                     await _cancel(task)

@@ -1014,3 +1014,27 @@ def test_an_order_placed_on_the_sim_shows_up_filled_as_order_and_trade_events(
         assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
 
     run(scenario())
+
+
+def test_a_snapshot_the_venue_refuses_is_recorded_and_the_stream_goes_on_without_it() -> None:
+    async def scenario() -> None:
+        time = clock()
+        venue = FakeVenue(time, streams=["orders"])
+        feed = RecordingFeed(time)
+        refusal = Refused("NotSupported", "fetchClosedOrders() is not supported")
+        venue.answer("fetch_open_orders", [], [])
+        venue.answer("fetch_closed_orders", refusal, refusal)
+        task = start(OrdersWatcher(venue, SYMBOL, SETTINGS), feed)
+        await until(lambda: len(feed.of(WatcherError)) == 1, "the refusal is recorded")
+        live = order("o1", "closed", "1")
+        venue.answer("watch", [live])
+        # the update is put: the refused snapshot did not drop the subscription
+        await until(lambda: live in feed.events, "the stream's update is put")
+        await until(lambda: len(feed.of(WatcherError)) == 2, "the second refusal too")
+        await settle()
+        assert [e.error for e in feed.of(WatcherError)] == ["NotSupported", "NotSupported"]
+        assert len(venue.called("watch")) == 2 and venue.cancelled_watches == 0
+        assert feed.of(WatcherReconnected) == []
+        await stop(task)
+
+    run(scenario())
