@@ -37,7 +37,8 @@ UNIVERSE = ("BTC/USDT", "ETH/USDT")
 
 def tickers(n: int) -> list[Event]:
     pool = [e for e in synthetic.stream(20 * n + 100, seed=5) if isinstance(e, TickerObserved)]
-    return [e for e in pool if e.asset in UNIVERSE][:n]
+    found: list[Event] = [e for e in pool if e.asset in UNIVERSE]
+    return found[:n]
 
 
 def baseline(path: Path, events: list[Event], durability: str) -> list[float]:
