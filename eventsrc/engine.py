@@ -303,6 +303,7 @@ class Engine:
         )
         self._started = True
         await self._sync("startup")
+        self._daily_loss()  # the day's starting equity, if every price is known yet
         if self._run_watchers:
             self._start_watchers()
         run = getattr(self.strategy, "run", None)
@@ -397,6 +398,8 @@ class Engine:
                 for anomaly_seq in set(after.anomalies.keys()) - set(before.anomalies.keys()):
                     anomaly = after.anomalies[anomaly_seq]
                     self._alert_of("anomaly", f"{anomaly.kind}: {anomaly.reason}", recorded)
+            if isinstance(recorded, WatcherError) and recorded.error == "Stalled":
+                self._alert_of("watcher", f"{recorded.watcher}: {recorded.message}", recorded)
             if not done.done():
                 done.set_result(recorded)
             self._folded.set()

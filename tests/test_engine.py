@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from adapters.sim import Faults, SimExchange
-from adapters.sim.markets import DEFAULT_MARKETS
+from adapters.sim.markets import DEFAULT_MARKETS, RandomWalk
 from adapters.venue import CcxtVenue
 from eventsrc import (
     MISSING,
@@ -676,6 +676,37 @@ def test_order_watchers_start_with_the_first_order_and_retire_when_idle(tmp_path
                     break
                 await ex.clock.sleep(1.0)
             assert stopped == {"orders:ETH/USDT", "trades:ETH/USDT"}
+        return engine.state
+
+    replays_to(path, run(main))
+
+
+def test_the_daily_loss_limit_stops_new_orders_once_reached(tmp_path: Path) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=15, prices=RandomWalk(15, volatility=0.0))  # prices never move
+
+    async def main() -> State:
+        async with Engine.open(
+            path,
+            CcxtVenue(ex),
+            universe=SPOT,
+            main_currency="USDT",
+            clock=ex.clock,
+            limits=Limits(max_daily_loss=D("0.5")),
+            tickers=True,
+        ) as engine:
+            for _ in range(100):  # every currency held needs a price to value the equity
+                if {"BTC/USDT", "ETH/USDT"} <= set(engine.state.last_price):
+                    break
+                await ex.clock.sleep(0.1)
+            # the fee of a buy (0.1% of ~940 USDT) is more than 0.5 USDT lost
+            assert isinstance(
+                await engine.create_order("BTC/USDT", "buy", D("0.01"), type="market"), Fill
+            )
+            await engine.fetch_balance()
+            assert await engine.create_order("ETH/USDT", "buy", D("0.1"), type="market") is None
+            refused = [e for e in engine.trace[:] if isinstance(e, LocalCheckFailed)]
+            assert refused[-1].reason.startswith("risk: lost ")
         return engine.state
 
     replays_to(path, run(main))
