@@ -1,27 +1,20 @@
-"""The ``eventsrc`` command line: record a demo trace, and read traces back.
-
-Errors are one clear line on stderr (exit status 2), never a traceback: bad arguments, the
-trace's own errors, the file system's, and anything unexpected.
-"""
+"""The read-only commands: tail, replay, verify, stats (they work on a trace a live writer
+holds, too)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import attrs
 
-from adapters import synthetic
+from adapters.cli.common import count
 from eventsrc import (
     Codec,
     Event,
-    EventsrcError,
-    Note,
     State,
     Trace,
     TraceError,
@@ -50,19 +43,6 @@ def _one_line(event: Event) -> str:
 
 
 _EMPTY: tuple[object, ...] = (None, "", b"", ())
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    path = Path(args.trace)
-    with Trace.open(path, "a", durability="group") as trace:
-        before = len(trace)
-        trace.extend(synthetic.stream(args.events, seed=before))
-        trace.append(Note(f"demo run appended {args.events} events", source="eventsrc demo"))
-        trace.flush()
-        print(f"recorded {len(trace) - before} events in {path} ({len(trace)} in all)")
-        print(f"last {args.tail}:")
-        _print_events(trace.tail(args.tail), args.json)
-    return 0
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -151,38 +131,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0 if integrity.ok else 1
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _count(text: str) -> int:
-    """A whole number >= 0, for argparse."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="eventsrc", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="record a demo trace and print its tail")
-    demo.add_argument("--trace", default="demo-trace", help="trace directory (appended to)")
-    demo.add_argument("--events", type=_count, default=2000, help="events to record")
-    demo.add_argument("--tail", type=_count, default=15, help="events to print at the end")
-    demo.add_argument("--json", action="store_true", help="one JSON object per event")
-    demo.set_defaults(run=cmd_demo)
-
+def register(sub: Any) -> None:
     tail = sub.add_parser("tail", help="print the last events of a trace")
     tail.add_argument("trace")
-    tail.add_argument("-n", type=_count, default=10)
+    tail.add_argument("-n", type=count, default=10)
     tail.add_argument("--kind", action="append", help="only this kind (repeatable)")
     tail.add_argument("--asset", help="only this symbol")
     tail.add_argument("--json", action="store_true", help="one JSON object per event")
@@ -205,39 +157,3 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("trace")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=cmd_stats)
-    return parser
-
-
-def _flat(text: str) -> str:
-    """``text`` on one line."""
-    return " ".join(text.split())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error already printed
-        return exc.code if isinstance(exc.code, int) else 2
-    try:
-        status: int = args.run(args)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # e.g. `eventsrc tail ... | head`
-        sys.stderr.close()
-        return 0
-    except EventsrcError as exc:
-        print(f"eventsrc: error: {_flat(str(exc))}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"eventsrc: error: {_flat(exc.strerror or str(exc))}{where}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        what = _flat(f"{type(exc).__name__}: {exc}")
-        print(f"eventsrc: error: unexpected {what} (a bug: please report it)", file=sys.stderr)
-        return 2
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())
