@@ -346,8 +346,9 @@ def _newer(new: Reported, old: Reported) -> bool:
     if new.ms is not None and old.ms is not None:
         if new.ms != old.ms:
             return new.ms > old.ms
-        return not same and (new.total, new.free, new.used) > (old.total, old.free, old.used)
-    return not same and new.seq > old.seq  # a repeat of the last report is stale
+    # Undated, or dated the same millisecond (a venue that moves twice in one ms): what
+    # arrived later says more; a repeat of the last report is stale.
+    return not same and new.seq > old.seq
 
 
 @handles(BalanceObserved, "balances", "exchange_ts")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sim import Faults, SimExchange
+from adapters.sim import Faults, SimExchange, VirtualClock
 from adapters.sim.markets import DEFAULT_MARKETS, RandomWalk
 from adapters.venue import CcxtVenue
 from eventsrc import (
@@ -139,10 +139,18 @@ def test_synced_fetches_a_fill_no_stream_reported(tmp_path: Path) -> None:
     run(main)
 
 
-@pytest.mark.parametrize("trades", [True, False], ids=["trades", "no-trades-endpoint"])
-def test_final_state_equals_the_venues_truth(tmp_path: Path, trades: bool) -> None:
+@pytest.mark.parametrize(
+    ("trades", "faithful"),
+    [(True, False), (False, False), (True, True)],
+    ids=["trades", "no-trades-endpoint", "faithful-clock-with-latency"],
+)
+def test_final_state_equals_the_venues_truth(tmp_path: Path, trades: bool, faithful: bool) -> None:
     path = tmp_path / "trace"
-    ex = SimExchange(seed=11, trades=trades)
+    if faithful:  # one shared virtual time, each call taking 20 ms of it
+        clock = VirtualClock(faithful=True)
+        ex = SimExchange(seed=11, trades=trades, clock=clock, latency=0.02)
+    else:
+        ex = SimExchange(seed=11, trades=trades)
 
     async def main() -> State:
         async with Engine.open(

@@ -430,6 +430,18 @@ def test_a_flat_position_closes_it_and_a_one_way_flip_leaves_one_position() -> N
     assert "no side" in reduce(long, position(None, "1")).anomalies[2].reason
 
 
+def test_of_two_different_balances_dated_the_same_millisecond_the_later_arrival_wins() -> None:
+    # A venue that moves twice in one millisecond (a fill, then another) reports both
+    # balances with one date: the one that arrived later was taken later. (It used to be the
+    # larger total, whatever came when: a sale's lower balance could never replace it.)
+    richer = BalanceObserved(balances=(Balance("USDT", D(1000)),), exchange_ts=5)
+    poorer = BalanceObserved(balances=(Balance("USDT", D(900)),), exchange_ts=5)
+    assert fold([SPOT_BTC, richer, poorer]).cash["USDT"].total == D(900)
+    assert fold([SPOT_BTC, poorer, richer]).cash["USDT"].total == D(1000)
+    # A repeat of an earlier report, arriving last, is stale: it changes nothing.
+    assert fold([SPOT_BTC, richer, poorer, poorer]).cash["USDT"].total == D(900)
+
+
 def test_a_balance_that_already_includes_a_fill_does_not_count_it_again() -> None:
     start = fold([SPOT_BTC, BalanceObserved(balances=(Balance("USDT", D(1000)),), exchange_ts=1)])
     # The venue fills 1 BTC for 100 USDT at 1500 ms and reports its balance at 2000 ms; the

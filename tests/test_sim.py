@@ -1083,3 +1083,37 @@ def test_limit_prices_are_what_ccxts_price_to_precision_sends(symbol: str, price
     else:
         order = run(place())
         assert order["status"] == "open" and D(order["info"]["price"]) == expected
+
+
+def test_a_faithful_virtual_clock_is_one_time_shared_by_concurrent_sleepers() -> None:
+    clock = VirtualClock(faithful=True)
+    start = clock.now_ms()
+    woke: list[tuple[str, int]] = []
+
+    async def sleeper(name: str, seconds: float, times: int) -> None:
+        for _ in range(times):
+            await clock.sleep(seconds)
+            woke.append((name, clock.now_ms() - start))
+
+    async def main() -> None:
+        doomed = asyncio.ensure_future(clock.sleep(0.5))
+        await asyncio.sleep(0)
+        doomed.cancel()  # a cancelled sleeper wakes nobody and holds nothing up
+        await asyncio.gather(*(sleeper(f"w{i}", 1.0, 10) for i in range(5)), sleeper("f", 2.5, 2))
+
+    asyncio.run(main())
+    assert clock.now_ms() - start == 10_000  # five sleepers of 10 s in parallel: 10 s, not 50
+    assert [t for name, t in woke if name == "f"] == [2_500, 5_000]
+    assert [t for _, t in woke] == sorted(t for _, t in woke)  # woken in deadline order
+    assert [t for name, t in woke if name == "w3"] == [1_000 * k for k in range(1, 11)]
+
+
+def test_the_default_virtual_clock_jumps_by_every_sleep() -> None:
+    clock = VirtualClock()
+    start = clock.now_ms()
+
+    async def main() -> None:
+        await asyncio.gather(*(clock.sleep(1.0) for _ in range(5)))
+
+    asyncio.run(main())
+    assert clock.now_ms() - start == 5_000
