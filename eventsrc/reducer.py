@@ -343,9 +343,8 @@ def _settle(s: State, order: Order) -> tuple[Map[str, Cash], Map[str, Map[str, P
 def _newer(new: Reported, old: Reported) -> bool:
     """Whether the balance report ``new`` of a currency supersedes ``old``."""
     same = (new.total, new.free, new.used) == (old.total, old.free, old.used)
-    if new.ms is not None and old.ms is not None:
-        if new.ms != old.ms:
-            return new.ms > old.ms
+    if new.ms is not None and old.ms is not None and new.ms != old.ms:
+        return new.ms > old.ms
     # Undated, or dated the same millisecond (a venue that moves twice in one ms): what
     # arrived later says more; a repeat of the last report is stale.
     return not same and new.seq > old.seq
