@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import hashlib
 import itertools
 import logging
 import os
@@ -185,6 +186,7 @@ class Engine:
         checkpoint_every: int = 1_000,
         wait_step: float = 0.25,
         retry: _Retry | None = None,
+        ids: str | None = None,
     ) -> None:
         self.trace = trace
         self.venue = venue
@@ -219,6 +221,7 @@ class Engine:
         self._since_checkpoint = 0
         self._cids = itertools.count(1)
         self._cid_prefix = ""  # set at start: unique per session of the trace
+        self._ids = ids
         self._day: tuple[int, Decimal] | None = None
 
     # -- opening and closing ------------------------------------------------------------------
@@ -281,7 +284,14 @@ class Engine:
         self._state = replay_from_trace(self.trace)
         # Client order ids must never repeat at the venue: not across restarts of this trace
         # (its next seq), nor across traces trading one account (a random part).
-        self._cid_prefix = f"es{secrets.token_hex(3)}{self._state.seq + 1:x}"
+        # ``ids`` (a seed) makes them reproducible, for simulations run twice alike.
+        session = self._state.seq + 1
+        token = (
+            secrets.token_hex(3)
+            if self._ids is None
+            else hashlib.sha256(f"{self._ids}:{session}".encode()).hexdigest()[:6]
+        )
+        self._cid_prefix = f"es{token}{session:x}"
         self._running = True
         self._writer = asyncio.ensure_future(self._write_loop())
         self._markets = dict(await self._call(self.venue.load_markets))

@@ -1,4 +1,4 @@
-"""The command line: the demo records and prints; errors are one line, not a traceback."""
+"""The command line's read-only commands; errors are one line, not a traceback."""
 
 from __future__ import annotations
 
@@ -7,26 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from adapters import synthetic
 from adapters.cli import main
 from eventsrc import Note, Trace
 
 
-def test_demo_records_a_trace_and_prints_its_tail(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "demo"
-    assert main(["demo", "--trace", str(path), "--events", "300", "--tail", "5"]) == 0
-    out = capsys.readouterr().out
-    assert f"recorded 301 events in {path}" in out
-    assert len(out.strip().splitlines()) == 2 + 5
-    assert main(["demo", "--trace", str(path), "--events", "10"]) == 0  # appends on a rerun
-    with Trace.open(path) as trace:
-        assert len(trace) == 312
+def record(path: Path, events: int) -> None:
+    """A trace of ``events`` synthetic events and a note (what the old demo wrote)."""
+    with Trace.open(path, "a") as trace:
+        trace.extend(synthetic.stream(events, seed=0))
+        trace.append(Note(f"{events} synthetic events"))
 
 
 def test_tail_filters_and_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "demo"
-    main(["demo", "--trace", str(path), "--events", "500"])
+    record(path, 500)
     capsys.readouterr()
     assert main(["tail", str(path), "-n", "3", "--kind", "ticker_observed", "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -47,7 +42,7 @@ def test_replay_verify_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[s
     from eventsrc import Checkpoint, checkpoint, replay_from_trace
 
     path = tmp_path / "demo"
-    main(["demo", "--trace", str(path), "--events", "400"])
+    record(path, 400)
     capsys.readouterr()
     assert main(["replay", str(path), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -77,9 +72,9 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 def test_bad_arguments_are_refused_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["demo", "--trace", str(tmp_path / "t"), "--events", "-5"]) == 2
+    assert main(["demo", "--trace", str(tmp_path / "t"), "--seed", "-5"]) == 2
     err = one_line_error(capsys)
-    assert "--events" in err and "-5" in err
+    assert "--seed" in err and "-5" in err
     assert not (tmp_path / "t").exists()
     assert main(["tail", str(tmp_path), "-n", "-1"]) == 2
     assert "-n" in one_line_error(capsys)
@@ -90,13 +85,13 @@ def test_a_file_system_error_is_one_line(
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    assert main(["demo", "--trace", str(blocker / "trace"), "--events", "5"]) != 0
+    assert main(["demo", "--trace", str(blocker / "trace"), "--seconds", "5"]) != 0
     assert str(blocker) in one_line_error(capsys)
 
 
 def test_stats_counts_recoveries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "demo"
-    main(["demo", "--trace", str(path), "--events", "50"])
+    record(path, 50)
     segment = sorted((path / "wal").iterdir())[-1]
     segment.write_bytes(segment.read_bytes()[:-5])
     Trace.open(path, "a").close()  # sets the torn tail aside and records it

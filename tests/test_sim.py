@@ -1117,3 +1117,21 @@ def test_the_default_virtual_clock_jumps_by_every_sleep() -> None:
 
     asyncio.run(main())
     assert clock.now_ms() - start == 5_000
+
+
+@settings(max_examples=50)
+@given(steps=operations, seed=st.integers(0, 100))
+def test_the_venues_arithmetic_does_not_depend_on_the_callers_decimal_context(
+    steps: list[tuple[Any, ...]], seed: int
+) -> None:
+    # ccxt sets the caller's context to round half up on every decimal_to_precision; a spot
+    # demo run before a margin one used to change the margin one's balances.
+    plain = run(trade_randomly(steps, seed)).truth()
+    context = decimal.getcontext()
+    context.prec, context.rounding = 6, decimal.ROUND_UP
+    skewed = run(trade_randomly(steps, seed)).truth()
+    assert (skewed.balances, skewed.positions, skewed.fills) == (
+        plain.balances,
+        plain.positions,
+        plain.fills,
+    )

@@ -14,3 +14,8 @@ def count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
+
+
+class CommandError(Exception):
+    """A command that cannot do what it was asked: its message is the one line the user sees
+    (exit status 2)."""

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
+import pickle
 import random
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -756,6 +759,35 @@ class SimExchange:
         self._closed = True
 
     # -- for tests --------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Keep the venue (books, orders, fills, balances, positions, its time) in ``path``,
+        so a later run on the same trace can trade on with ``resume``. A pickle: only load
+        files you wrote."""
+        target = Path(path)
+        staged = target.with_name(target.name + ".tmp")
+        with staged.open("wb") as out:
+            pickle.dump({"version": 1, "venue": self.venue, "now_ms": self.clock.now_ms()}, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staged, target)
+
+    def resume(self, path: str | os.PathLike[str]) -> None:
+        """Trade on from a venue ``save`` kept (the clock is moved on to its time)."""
+        with Path(path).open("rb") as source:
+            kept = pickle.load(source)  # our own file: see save
+        if not isinstance(kept, dict) or kept.get("version") != 1:
+            raise ValueError(f"{path} is not a simulated venue saved by this version")
+        venue = kept["venue"]
+        if set(venue.markets) != set(self.markets):
+            raise ValueError(
+                f"{path} holds a venue with other markets ({', '.join(venue.markets)})"
+            )
+        self.venue = venue
+        behind = kept["now_ms"] - self.clock.now_ms()
+        advance = getattr(self.clock, "advance", None)  # a real clock is where it is
+        if behind > 0 and advance is not None:
+            advance(behind / 1000)
 
     def truth(self) -> Truth:
         """The venue's own balances, positions, open orders and fills, as of its clock."""

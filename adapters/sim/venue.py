@@ -19,14 +19,20 @@ refused when placed and canceled when the position shrinks under them.
 from __future__ import annotations
 
 import decimal
+import functools
+import inspect
 import random
+from collections.abc import Callable
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import attrs
 import ccxt
 
 from adapters.sim.markets import PricePath
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 __all__ = ["SimFill", "SimOrder", "SimPosition", "Venue"]
 
@@ -128,6 +134,26 @@ class SimPosition:
     """Posted by the orders that opened it, each at its own leverage."""
 
 
+def _in_own_context(cls: type[T]) -> type[T]:
+    """Run every method of ``cls`` in ``_C``: ccxt sets the caller's decimal context's rounding
+    to half-up (and its traps) on every ``decimal_to_precision``, so the venue's arithmetic
+    must not depend on it (a spot demo before a margin one changed the margin one's balances)."""
+    for name, member in list(vars(cls).items()):
+        if inspect.isfunction(member) and not name.startswith("__"):
+            setattr(cls, name, _contextual(member))
+    return cls
+
+
+def _contextual(method: Callable[..., R]) -> Callable[..., R]:
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> R:
+        with decimal.localcontext(_C):
+            return method(*args, **kwargs)
+
+    return run
+
+
+@_in_own_context
 class Venue:
     """The books and the matching engine. ``advance_to(ms)`` moves the market forward."""
 
