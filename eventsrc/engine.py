@@ -43,7 +43,7 @@ import logging
 import os
 import random
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -82,6 +82,7 @@ from eventsrc.state import (
     TERMINAL,
     ZERO,
     Fill,
+    Order,
     State,
 )
 from eventsrc.trace import Durability, Trace
@@ -209,7 +210,7 @@ class Engine:
         self._inbox: asyncio.Queue[tuple[Event, asyncio.Future[Event]]] = asyncio.Queue()
         self._folded = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], None] = {}  # a set, in the order of creation
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._watched_since: dict[str, int] = {}
         self._markets: dict[str, Market] = {}
@@ -405,7 +406,9 @@ class Engine:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("engine: %s", codec.to_builtins(recorded))
             if after.anomalies is not before.anomalies:
-                for anomaly_seq in set(after.anomalies.keys()) - set(before.anomalies.keys()):
+                for anomaly_seq in sorted(
+                    set(after.anomalies.keys()) - set(before.anomalies.keys())
+                ):
                     anomaly = after.anomalies[anomaly_seq]
                     self._alert_of("anomaly", f"{anomaly.kind}: {anomaly.reason}", recorded)
             if isinstance(recorded, WatcherError) and recorded.error == "Stalled":
@@ -462,8 +465,8 @@ class Engine:
 
     def _spawn(self, work: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = None
+        task.add_done_callback(lambda done: self._tasks.pop(done, None))
         return task
 
     async def _guarded(self, work: Awaitable[Any], name: str) -> Any:
@@ -743,7 +746,7 @@ class Engine:
         """Cancel every open order (of ``symbol``); how many are over afterwards."""
         live = [
             o
-            for o in self._state.orders.values()
+            for _, o in sorted(self._state.orders.items())
             if o.status in _LIVE and (symbol is None or o.symbol == symbol)
         ]
         done = await asyncio.gather(
@@ -958,7 +961,7 @@ class Engine:
         if self._tickers:
             for symbol in self.universe:
                 self._watch(self.venue.watcher("ticker", symbol))
-        for order in [*self._state.orders.values(), *self._state.requests.values()]:
+        for order in [*_by_key(self._state.orders), *_by_key(self._state.requests)]:
             if order.status in _LIVE or order.status in _UNSETTLED:
                 self._watch_orders_of(order.symbol)
         self._spawn(self._retire_idle_watchers(), "watchers")
@@ -1048,10 +1051,10 @@ class Engine:
             await self._fetch("sync", venue.fetch_closed_orders, symbol, since)
             if venue.can_fetch_trades():
                 await self._fetch("sync", venue.fetch_my_trades, symbol, since)
-        for order in list(self._state.orders.values()):
+        for order in _by_key(self._state.orders):
             if order.status in _LIVE and order.order_id not in listed:
                 await self._sync_order(order.symbol, order.order_id or "")
-        for request in list(self._state.requests.values()):
+        for request in _by_key(self._state.requests):
             if request.status in _UNSETTLED and request.client_order_id:
                 await self._look_up(request.symbol, request.client_order_id)
         if self.margin and self._contracts():
@@ -1063,6 +1066,13 @@ class Engine:
     @property
     def markets(self) -> dict[str, Market]:
         return dict(self._markets)
+
+
+def _by_key(orders: Mapping[str, Order]) -> list[Order]:
+    """``orders`` in the order of their keys: a persistent map iterates in the order of its
+    keys' hashes, which differ from process to process, and the engine must act the same way
+    on the same trace whatever the process (a demo run twice must record the same trace)."""
+    return [order for _, order in sorted(orders.items())]
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:

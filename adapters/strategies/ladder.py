@@ -55,4 +55,6 @@ class Ladder:
 
     @staticmethod
     def resting(engine: Engine, symbol: str) -> list[Order]:
-        return [o for o in engine.state.orders.values() if o.symbol == symbol and o.status in LIVE]
+        # by order id: a state's maps iterate in an order that differs between processes
+        orders = sorted(engine.state.orders.items())
+        return [o for _, o in orders if o.symbol == symbol and o.status in LIVE]
