@@ -24,3 +24,11 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_readme_names_the_ci_command() -> None:
     ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci in README.read_text()
+
+
+def test_the_event_kinds_table_lists_every_registered_kind() -> None:
+    from eventsrc import REGISTRY
+
+    section = README.read_text().split("## Event kinds", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([a-z_]+)`", section.split("Register your own")[0]))
+    assert listed == {info.name for info in REGISTRY.kinds()}
