@@ -1,5 +1,5 @@
 # Two entry points, each sets everything up on a fresh clone with nothing but python3:
-#   make demo   record a small trace and print its tail
+#   make demo   a strategy trades an hour of simulated market live, recorded in ./demo-trace
 #   make test   lint, type-check, import contracts, then the whole test suite
 PYTHON ?= python3
 VENV := .venv
