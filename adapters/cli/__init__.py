@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from adapters.cli import read, run
+from adapters.cli.common import CommandError
 from eventsrc import EventsrcError
 
 
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `eventsrc tail ... | head`
         sys.stderr.close()
         return 0
+    except CommandError as exc:
+        print(f"eventsrc: error: {_flat(str(exc))}", file=sys.stderr)
+        return exc.status
     except EventsrcError as exc:
         print(f"eventsrc: error: {_flat(str(exc))}", file=sys.stderr)
         return 2
