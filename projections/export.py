@@ -127,6 +127,9 @@ def event_row(event: Event, raw: bool = False) -> dict[str, Any]:
     for a in attrs.fields(type(event)):
         if a.name not in _NOT_FIELDS:
             row[a.name] = _data(getattr(event, a.name))
+    if isinstance(event, UnknownEvent) and isinstance(event.data, dict):
+        # a kind this eventsrc does not know: its payload, less the envelope given above
+        row["data"] = {k: v for k, v in row["data"].items() if k not in _NOT_FIELDS}
     if raw:
         row["raw"] = event.info() if isinstance(event, Observation) else None
     return row

@@ -50,6 +50,7 @@ from projections.export import (
 )
 from projections.extra import MissingExtra, require
 from projections.lineage import lineage
+from projections.plots import plot_history
 from projections.selection import Bound, Selection, kind_name
 from projections.stats import trace_stats
 from projections.summary import Summary, summarize
@@ -533,15 +534,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+_ENVELOPE_FIELDS = frozenset({"seq", "ts", "exchange_ts", "asset", "source", "cause", "raw"})
+
+
 def _show_fields(event: Event) -> Iterator[tuple[str, str]]:
     if isinstance(event, UnknownEvent):
         yield "kind version", str(event.kind_version)
         data = event.data if isinstance(event.data, dict) else {"data": event.data}
         for key, value in data.items():
-            yield str(key), value_text(str(key), value)
+            if key not in _ENVELOPE_FIELDS:
+                yield str(key), value_text(str(key), value, short=False)
         return
     for a in attrs.fields(type(event)):
-        if a.name in ("seq", "ts", "exchange_ts", "asset", "source", "cause", "raw"):
+        if a.name in _ENVELOPE_FIELDS:
             continue
         value = getattr(event, a.name)
         if isinstance(value, tuple) and value and all(isinstance(b, Balance) for b in value):
@@ -646,11 +651,11 @@ def _size(n: int) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.format == "parquet":
-        _extra("pyarrow.parquet", "export --format parquet")
-        if args.output is None:
-            raise CommandError("parquet is a binary format: name the file to write with -o FILE")
+    if args.format == "parquet" and args.output is None:
+        raise CommandError("parquet is a binary format: name the file to write with -o FILE")
     with Trace.open(args.trace, "r") as trace:
+        if args.format == "parquet":
+            _extra("pyarrow.parquet", "export --format parquet")
         selection = _selection(trace, args)
         seqs = selection.seqs(trace)
         header = columns(trace, selection.kinds, raw=args.raw)
@@ -678,11 +683,9 @@ def _write(fmt: str, trace: Trace, seqs: Any, out: IO[Any], header: list[str], r
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    _extra("matplotlib", "plot")
-    from projections.plots import plot_history
-
     target = args.output or f"{Path(args.trace).resolve().name or 'trace'}.png"
     with Trace.open(args.trace, "r") as trace:
+        _extra("matplotlib", "plot")
         found = history(trace)
         title = f"{trace.path.name}: equity at the last prices, and fills"
     with _output(target, binary=True) as out:
