@@ -974,3 +974,41 @@ def test_a_kind_this_eventsrc_does_not_know_is_shown_from_its_payload(
     assert shown["event"]["kind"] == "my_signal" and shown["event"]["asset"] == "BTC/USDT"
     [row] = run_lines(capsys, "export", str(path), "--format", "jsonl")
     assert row == shown["event"]
+
+
+def test_replay_of_a_margin_run_lists_its_positions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "margin"
+    perp = "BTC/USDT:USDT"
+    ex = SimExchange(seed=9)
+
+    async def run() -> None:
+        async with Engine.open(
+            path, CcxtVenue(ex), universe=(perp,), main_currency="USDT", margin=True, clock=ex.clock
+        ) as engine:
+            await engine.create_order(perp, "buy", D("0.03"), type="market")
+            await engine.fetch_positions()
+
+    asyncio.run(run())
+    with Trace.open(path) as trace:
+        state = replay_from_trace(trace)
+    [(key, position)] = state.positions.items()
+    assert key == (perp, "long") and position.contracts == D("0.03")
+    summary = run_json(capsys, "replay", str(path), "--json")
+    assert summary["margin"] is True
+    assert summary["positions"] == [
+        {
+            "symbol": perp,
+            "side": "long",
+            "contracts": plain(position.contracts),
+            "entry_price": plain(position.entry_price),
+            "mark_price": plain(position.mark_price),
+            "unrealized_pnl": plain(position.unrealized_pnl),
+            "leverage": plain(position.leverage),
+            "liquidation_price": plain(position.liquidation_price),
+        }
+    ]
+    assert main(["replay", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^  {re.escape(perp)}\s+long\s+0\.03\s", out, re.M)

@@ -59,17 +59,18 @@ from projections.summary import Summary, summarize
 # Shared
 
 
-def _event_json(event: Event) -> dict[str, Any]:
-    return event_row(event)
+def _emitter(as_json: bool) -> Callable[[Event], None]:
+    """What prints an event: its one line, or (``as_json``) its row as one line of JSON."""
+    if as_json:
+        return lambda event: dump_json(event_row(event), lines=True)
+    return lambda event: print(event_line(event))
 
 
 def _print_events(events: Sequence[Event], as_json: bool) -> None:
-    """Print events, one line each (or one JSON object each)."""
+    """Print events as ``tail`` does (the demo prints its tail with this too)."""
+    emit = _emitter(as_json)
     for event in events:
-        if as_json:
-            dump_json(_event_json(event), lines=True)
-        else:
-            print(event_line(event))
+        emit(event)
 
 
 def _unknown(what: str, name: str, known: Sequence[str], also: Sequence[str] = ()) -> CommandError:
@@ -132,7 +133,7 @@ def _bound_text(bound: Bound) -> str:
     return str(bound)
 
 
-def _add_filters(parser: argparse.ArgumentParser, until: bool = True) -> None:
+def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kind", action="append", metavar="KIND", help="only events of this kind (repeatable)"
     )
@@ -151,10 +152,9 @@ def _add_filters(parser: argparse.ArgumentParser, until: bool = True) -> None:
         metavar="SEQ|TIME",
         help="from this seq, or from this time (ISO-8601; UTC unless it says otherwise)",
     )
-    if until:
-        parser.add_argument(
-            "--until", type=seq_or_time, metavar="SEQ|TIME", help="up to this seq or time"
-        )
+    parser.add_argument(
+        "--until", type=seq_or_time, metavar="SEQ|TIME", help="up to this seq or time"
+    )
 
 
 @contextlib.contextmanager
@@ -210,12 +210,6 @@ def cmd_tail(args: argparse.Namespace) -> int:
         if args.follow:
             return _follow(trace, selection, emit, args)
     return 0
-
-
-def _emitter(as_json: bool) -> Callable[[Event], None]:
-    if as_json:
-        return lambda event: dump_json(_event_json(event), lines=True)
-    return lambda event: print(event_line(event))
 
 
 def _last(trace: Trace, selection: Selection, n: int) -> Iterator[Event]:
@@ -482,10 +476,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         dump_json(
             {
-                "event": _event_json(event),
+                "event": event_row(event),
                 "raw": raw,
-                "cause": None if found.cause is None else _event_json(found.cause),
-                "effects": [_event_json(e) for e in found.effects],
+                "cause": None if found.cause is None else event_row(found.cause),
+                "effects": [event_row(e) for e in found.effects],
                 "more_effects": found.more_effects,
             }
         )
@@ -604,7 +598,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     )
     if first is not None and stats.span_seconds is not None:
         rate = stats.events_per_second
-        per = f", {rate:.3g} events/s" if rate is not None else ""
+        per = f", {rate:.1f} events/s" if rate is not None else ""
         out.append(f"span       {first} .. {last} ({stats.span_seconds:.3f} s{per})")
     else:
         out.append("span       -")
@@ -628,7 +622,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         if counts is None:
             out.append(f"{title}: unreadable (see the problems)")
             continue
-        rows = [[str(name) or "-", str(n)] for name, n in counts.items()]
+        rows = [[str(name) or "(none)", str(n)] for name, n in counts.items()]
         if extra:
             rows.append(["(no asset)", str(extra)])
         out.append(title)

@@ -154,7 +154,10 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str], indent: str = " 
     widths = [len(h) for h in header]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    numeric = [bool(rows) and all(_numeric(row[i]) for row in rows) for i in range(len(header))]
+    numeric = [  # a column of numbers (an empty value is "-"), right-aligned
+        all(_numeric(row[i]) for row in rows) and any(row[i] != "-" for row in rows)
+        for i in range(len(header))
+    ]
 
     def line(cells: Sequence[str]) -> str:
         return (
