@@ -492,30 +492,33 @@ def test_tail_follow_prints_what_a_live_writer_appends(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "live"
-    with Trace.open(path, "w") as trace:
+    # Small units, so the writer seals several into the body (and drops their write-ahead
+    # segments) while the reader follows.
+    with Trace.open(path, "w", unit=64, record_chunk=16) as trace:
         trace.extend(Note(f"before {i}", asset="BTC/USDT") for i in range(5))
     stop = threading.Event()
     writer = writer_thread(path, stop)
     try:
         argv = ["tail", str(path), "-n", "2", "-f", "--asset", "BTC/USDT", "--json"]
-        status = main([*argv, "--poll", "0.01", "--max-events", "8", "--max-seconds", "60"])
+        status = main([*argv, "--poll", "0.01", "--max-events", "80", "--max-seconds", "60"])
     finally:
         stop.set()
         writer.join()
     assert status == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) == 2 + 8  # the last two, then eight appended after it opened
+    assert len(rows) == 2 + 80  # the last two, then eighty appended after it opened
     # Together, consecutive events of the asset: none skipped between the tail and the follow.
     with Trace.open(path) as trace:
         matching = [e.seq for e in trace if e.asset == "BTC/USDT"]
+        assert trace.committed >= 128
     seqs = [r["seq"] for r in rows]
     start = matching.index(seqs[0])
-    assert seqs == matching[start : start + 10]
+    assert seqs == matching[start : start + 82]
     live = rows[2:]
     assert all(r["asset"] == "BTC/USDT" and r["kind"] == "note" for r in live)
     # Every matching event the writer appended after the first one shown, none skipped:
     numbers = [int(r["text"].split()[1]) for r in live]
-    assert numbers == list(range(numbers[0], numbers[0] + 16, 2))
+    assert numbers == list(range(numbers[0], numbers[0] + 160, 2))
     assert all(r["seq"] == 5 + n for r, n in zip(live, numbers, strict=True))
 
 
