@@ -48,7 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `eventsrc tail ... | head`
         sys.stderr.close()
         return 0
-    except (EventsrcError, CommandError) as exc:
+    except CommandError as exc:
+        print(f"eventsrc: error: {_flat(str(exc))}", file=sys.stderr)
+        return exc.status
+    except EventsrcError as exc:
         print(f"eventsrc: error: {_flat(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -1,0 +1,112 @@
+"""Which events of a trace a reader asked for: by kind, asset and source, and from/to a seq or
+a time. Chosen from the envelope columns alone (no payload is decoded to choose), and, for a
+reader following a live trace, checked on each new event as it arrives.
+
+A time is compared with an event's ``ts`` (the local wall clock when it was recorded, in ns),
+the same clock ``replay_from_trace(until=datetime)`` reads; a seq with its seq. Both bounds are
+inclusive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from typing import Any
+
+import attrs
+import numpy as np
+
+from eventsrc import Event, Trace, UnknownEvent
+from eventsrc.clock import datetime_ns
+
+__all__ = ["Bound", "Selection", "kind_name"]
+
+Bound = int | dt.datetime
+"""A seq (inclusive), or an aware datetime compared with the events' ``ts``."""
+
+
+def kind_name(event: Event) -> str:
+    """The kind a trace records ``event`` under (an unknown kind's own name)."""
+    return event.kind_name if isinstance(event, UnknownEvent) else event.kind
+
+
+@attrs.frozen
+class Selection:
+    """A filter over a trace's events; ``None`` (the default) lets everything through.
+
+    ``assets`` may hold ``None``: the events of no asset."""
+
+    kinds: frozenset[str] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(frozenset)
+    )
+    assets: frozenset[str | None] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(frozenset)
+    )
+    sources: frozenset[str] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(frozenset)
+    )
+    since: Bound | None = None
+    until: Bound | None = None
+
+    @property
+    def everything(self) -> bool:
+        return (
+            self.kinds is None
+            and self.assets is None
+            and self.sources is None
+            and self.since is None
+            and self.until is None
+        )
+
+    def seqs(self, trace: Trace) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The seqs of the events of ``trace`` this selection lets through, in order."""
+        n = len(trace)
+        mask = np.ones(n, dtype=bool)
+        if self.kinds is not None:
+            mask &= _in(trace.column("kind"), _codes(trace.code_table("kind"), self.kinds, True))
+        if self.assets is not None:
+            mask &= _in(trace.column("asset"), _codes(trace.code_table("asset"), self.assets))
+        if self.sources is not None:
+            mask &= _in(trace.column("source"), _codes(trace.code_table("source"), self.sources))
+        for bound, after in ((self.since, True), (self.until, False)):
+            if bound is None:
+                continue
+            if isinstance(bound, dt.datetime):
+                ns = datetime_ns(bound, "since" if after else "until")
+                ts = trace.column("ts")
+                mask &= ts >= ns if after else ts <= ns
+            elif after:
+                mask[: max(0, min(bound, n))] = False
+            else:
+                mask[max(0, bound + 1) :] = False
+        return np.flatnonzero(mask).astype(np.int64)
+
+    def __call__(self, event: Event) -> bool:
+        """Whether this selection lets ``event`` (read from a trace) through."""
+        if self.kinds is not None and kind_name(event) not in self.kinds:
+            return False
+        if self.assets is not None and event.asset not in self.assets:
+            return False
+        if self.sources is not None and event.source not in self.sources:
+            return False
+        for bound, after in ((self.since, True), (self.until, False)):
+            if bound is None:
+                continue
+            if isinstance(bound, dt.datetime):
+                value, limit = event.ts, datetime_ns(bound, "since" if after else "until")
+            else:
+                value, limit = event.seq, bound
+            if value is None or (value < limit if after else value > limit):
+                return False
+        return True
+
+
+def _codes(table: list[Any], names: Collection[Any], kinds: bool = False) -> list[int]:
+    """The codes of ``names`` in a code table (a kind's every schema version)."""
+    if kinds:
+        return [code for code, (name, _version) in enumerate(table) if name in names]
+    return [code for code, name in enumerate(table) if name in names]
+
+
+def _in(column: np.ndarray[Any, Any], codes: list[int]) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    return np.isin(column, np.asarray(codes, dtype=np.int64))
