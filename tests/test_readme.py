@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,33 @@ def test_the_event_kinds_table_lists_every_registered_kind() -> None:
     table = [line for line in section.splitlines() if line.startswith("| `")]
     listed = {name for line in table for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])}
     assert listed == {info.name for info in REGISTRY.kinds()}
+
+
+def test_the_readme_shell_commands_run(tmp_path: Path) -> None:
+    """Every line of every ``sh`` block runs (``make`` lines are the Makefile's own targets:
+    ``make demo`` is run by tests/test_demo.py, ``make test`` is CI)."""
+    eventsrc = Path(sys.executable).with_name("eventsrc")
+    made = subprocess.run(
+        [str(eventsrc), "demo", "--seconds", "900"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    targets = set(re.findall(r"^([a-z]+):", (README.parent / "Makefile").read_text(), re.M))
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), flags=re.S)
+    ran = 0
+    for block in blocks:
+        for line in block.splitlines():
+            command = line.split("#", 1)[0].strip()
+            if not command:
+                continue
+            words = shlex.split(command)
+            if words[0] == "make":
+                assert words[1] in targets, line
+                continue
+            assert words[0] == "eventsrc", line
+            done = subprocess.run(
+                [str(eventsrc), *words[1:]], cwd=tmp_path, capture_output=True, text=True
+            )
+            assert done.returncode == 0, (line, done.stderr)
+            assert done.stdout.strip(), line
+            ran += 1
+    assert ran >= 5
