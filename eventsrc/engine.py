@@ -534,14 +534,22 @@ class Engine:
             await self.record(event)
 
     async def _fetch(
-        self, what: str, call: Callable[..., Awaitable[list[Event]]], *args: Any
+        self,
+        what: str,
+        call: Callable[..., Awaitable[list[Event]]],
+        *args: Any,
+        news_only: bool = False,
     ) -> bool:
-        """Fetch and record; a failure is recorded, not raised. Whether it answered."""
+        """Fetch and record; a failure is recorded, not raised. Whether it answered.
+        ``news_only``: record only what changes the state (a sync's look back over closed
+        orders and trades would otherwise record again everything the trace holds)."""
         try:
             events = await self._call(call, *args)
         except VenueError as exc:
             await self.record(EngineError(what, exc.error, exc.message, source="engine"))
             return False
+        if news_only:
+            events = [e for e in events if _changes(self._state, reduce(self._state, e))]
         await self._record_all(events)
         return True
 
@@ -1048,9 +1056,9 @@ class Engine:
                 continue
             await self._record_all(open_orders)
             listed.update(e.order_id for e in open_orders if getattr(e, "order_id", None))
-            await self._fetch("sync", venue.fetch_closed_orders, symbol, since)
+            await self._fetch("sync", venue.fetch_closed_orders, symbol, since, news_only=True)
             if venue.can_fetch_trades():
-                await self._fetch("sync", venue.fetch_my_trades, symbol, since)
+                await self._fetch("sync", venue.fetch_my_trades, symbol, since, news_only=True)
         for order in _by_key(self._state.orders):
             if order.status in _LIVE and order.order_id not in listed:
                 await self._sync_order(order.symbol, order.order_id or "")
@@ -1066,6 +1074,18 @@ class Engine:
     @property
     def markets(self) -> dict[str, Market]:
         return dict(self._markets)
+
+
+def _changes(before: State, after: State) -> bool:
+    """Whether folding an event changed more than the seq (an event that changes nothing
+    leaves every part of the state the very same object)."""
+    return not (
+        after.config is before.config
+        and after.last_price is before.last_price
+        and after.account is before.account
+        and after.book is before.book
+        and after.health is before.health
+    )
 
 
 def _by_key(orders: Mapping[str, Order]) -> list[Order]:

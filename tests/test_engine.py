@@ -27,6 +27,7 @@ from eventsrc import (
     Note,
     OrderRejected,
     State,
+    SyncCompleted,
     Trace,
     TradeObserved,
     WatcherError,
@@ -715,6 +716,32 @@ def test_the_daily_loss_limit_stops_new_orders_once_reached(tmp_path: Path) -> N
             assert await engine.create_order("ETH/USDT", "buy", D("0.1"), type="market") is None
             refused = [e for e in engine.trace[:] if isinstance(e, LocalCheckFailed)]
             assert refused[-1].reason.startswith("risk: lost ")
+        return engine.state
+
+    replays_to(path, run(main))
+
+
+def test_a_sync_records_what_changed_not_again_what_the_trace_holds(tmp_path: Path) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=16)
+
+    async def main() -> State:
+        async with Engine.open(
+            path, CcxtVenue(ex), universe=SPOT, main_currency="USDT", clock=ex.clock
+        ) as engine:
+            for side in ("buy", "sell", "buy"):
+                await engine.create_order("BTC/USDT", side, D("0.01"), type="market")
+            await engine.sync()
+            before = len(engine.trace)
+            await engine.sync()
+            again = engine.trace[before:]
+            looked_back = [
+                e for e in again if e.source in ("fetch_closed_orders", "fetch_my_trades")
+            ]
+            assert looked_back == []  # three closed orders and their trades: known already
+            assert any(e.kind == "sync_started" for e in again)
+            (done,) = [e for e in again if isinstance(e, SyncCompleted)]
+            assert done.differences == 0
         return engine.state
 
     replays_to(path, run(main))
