@@ -54,6 +54,11 @@ def test_the_readme_main_command_runs_in_a_fresh_directory_and_a_second_run_cont
     assert "verified    the trace is sound" in first.stdout
     assert "next, try:" in first.stdout and "eventsrc replay demo-trace" in first.stdout
     assert first.stderr == ""  # no log line, no traceback
+    # The README shows what it prints, exactly (one seed, one run).
+    shown = re.search(
+        r"```text\n(recording demo-trace.*?)```", (ROOT / "README.md").read_text(), re.S
+    )
+    assert shown is not None and first.stdout == shown.group(1)
     path = tmp_path / "demo-trace"
     with Trace.open(path) as trace:
         found = verify(trace)
