@@ -342,7 +342,7 @@ class Engine:
         except BaseException as exc:
             errors.append(exc)
         self._running = False
-        self._inbox.put_nowait((_STOP, asyncio.get_running_loop().create_future()))
+        self._inbox.put_nowait((_STOP, _unawaited()))
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
         try:
@@ -361,6 +361,12 @@ class Engine:
     def state(self) -> State:
         """The fold of every event recorded so far."""
         return self._state
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the trace stopped taking events, if it did: the engine records nothing more,
+        so it does nothing more (every command raises ``EngineClosed``)."""
+        return self._failure
 
     @property
     def halted(self) -> str | None:
@@ -421,7 +427,7 @@ class Engine:
             if self._since_checkpoint >= self._checkpoint_every:
                 self._since_checkpoint = 0
                 self._inbox.put_nowait(
-                    (checkpoint(after, source="engine"), asyncio.get_running_loop().create_future())
+                    (checkpoint(after, source="engine"), _unawaited())
                 )
 
     def _fail_queued(self, exc: BaseException) -> None:
@@ -444,7 +450,7 @@ class Engine:
             self._inbox.put_nowait(
                 (
                     EngineError("strategy", type(exc).__name__, str(exc), cause=event.seq),
-                    asyncio.get_running_loop().create_future(),
+                    _unawaited(),
                 )
             )
 
@@ -1074,6 +1080,14 @@ class Engine:
     @property
     def markets(self) -> dict[str, Market]:
         return dict(self._markets)
+
+
+def _unawaited() -> asyncio.Future[Event]:
+    """The future of an event the engine queues itself, which nobody awaits: its failure (the
+    trace's, recorded and alerted already) is not reported again as never retrieved."""
+    done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+    done.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return done
 
 
 def _changes(before: State, after: State) -> bool:

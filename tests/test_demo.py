@@ -5,6 +5,7 @@ cleanly; bad input is one line."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import re
@@ -235,3 +236,28 @@ def test_a_trace_the_demo_did_not_record_or_a_damaged_venue_file_is_refused(
     assert main(["demo", "--trace", str(path), "--seconds", "10"]) == 2
     err = capsys.readouterr().err
     assert "cannot be read back" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_trace_keeps_what_it_took(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "trace"
+    append = Trace.append
+    taken = 0
+
+    def filling(self: Trace, event: Any) -> int:
+        nonlocal taken
+        if taken >= 3000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        taken += 1
+        return append(self, event)
+
+    monkeypatch.setattr(Trace, "append", filling)
+    status = main(["demo", "--trace", str(path), "--seconds", "3600"])
+    monkeypatch.setattr(Trace, "append", append)
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert err.startswith("eventsrc: error:") and len(err.strip().splitlines()) == 1, err
+    assert "No space left on device" in err
+    with Trace.open(path) as trace:
+        assert len(trace) == 3000 and verify(trace).ok  # every event it took is there

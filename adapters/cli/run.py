@@ -93,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     interrupted = False
     try:
-        with _logging(logging.WARNING if args.verbose else logging.ERROR):
+        with _logging(logging.WARNING if args.verbose else logging.CRITICAL + 1):
             live = asyncio.run(_run(path, ex, markets, args))
     except KeyboardInterrupt:
         interrupted = True
@@ -138,10 +138,12 @@ async def _run(path: Path, ex: SimExchange, markets: dict[str, Decimal], args: A
             disable=None,  # off when stderr is not a terminal
             leave=False,
         ) as bar:
-            while (now := clock.now_ms()) < end:
+            while (now := clock.now_ms()) < end and engine.failure is None:
                 await clock.sleep(min(10.0, (end - now) / 1000))
                 bar.update(round((clock.now_ms() - start) / 1000) - bar.n)
                 bar.set_postfix(events=len(engine.trace), refresh=False)
+        if engine.failure is not None:  # the disk is full, say: nothing more can be done
+            raise CommandError(f"the trace stopped taking events: {engine.failure}")
         await engine.sync()  # the summary shows the venue's last word
     return engine.state
 
