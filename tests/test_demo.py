@@ -255,7 +255,7 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_trace_keeps_what_it_to
     monkeypatch.setattr(Trace, "append", filling)
     status = main(["demo", "--trace", str(path), "--seconds", "3600"])
     monkeypatch.setattr(Trace, "append", append)
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert status == 2
     assert err.startswith("eventsrc: error:") and len(err.strip().splitlines()) == 1, err
     assert "No space left on device" in err
