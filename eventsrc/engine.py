@@ -426,9 +426,7 @@ class Engine:
             self._tell_strategy(recorded)
             if self._since_checkpoint >= self._checkpoint_every:
                 self._since_checkpoint = 0
-                self._inbox.put_nowait(
-                    (checkpoint(after, source="engine"), _unawaited())
-                )
+                self._inbox.put_nowait((checkpoint(after, source="engine"), _unawaited()))
 
     def _fail_queued(self, exc: BaseException) -> None:
         while not self._inbox.empty():
