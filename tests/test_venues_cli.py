@@ -632,6 +632,10 @@ def test_a_key_written_into_the_config_is_refused_without_being_echoed(
     error = live_error(tmp_path, capsys, in_options)
     assert error.startswith(":17: options.secret: credentials come from the environment only")
     assert not leaked(error)
+    short = "Xy7-q9Zk2LmN4pR8"  # a short key, pasted as the whole [keys]
+    instead = f"keys = {json.dumps(short)}\n" + CONFIG[: CONFIG.index("[keys]")]
+    error = live_error(tmp_path, capsys, instead)
+    assert error == ":1: keys: must be a table ([keys]), not a string", error
 
 
 def test_key_lines_finds_tables_dotted_keys_and_inline_tables() -> None:

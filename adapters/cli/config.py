@@ -209,9 +209,11 @@ def load_config(path: Path) -> LiveConfig:
             raise fail((key,), f"must be true or false, not {_shown(value)}")
         return value
 
-    def table_of(key: str, value: Any) -> dict[str, Any]:
+    def table_of(key: str, value: Any, *, secret: bool = False) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise fail((key,), f"must be a table ([{key}]), not {_shown(value)}")
+            # where a key may have been pasted, the value's type only
+            shown = _shown(value, show=not secret)
+            raise fail((key,), f"must be a table ([{key}]), not {shown}")
         return value
 
     def number(key: tuple[str, ...], value: Any, *, positive: bool) -> Decimal:
@@ -267,7 +269,7 @@ def load_config(path: Path) -> LiveConfig:
         else:
             limits[name] = number(("limits", name), value, positive=False)
 
-    keys_table = table_of("keys", data["keys"])
+    keys_table = table_of("keys", data["keys"], secret=True)
     unknown(keys_table, CREDENTIALS, "keys")
     keys: dict[str, str] = {}
     for name, value in keys_table.items():
@@ -289,7 +291,7 @@ def load_config(path: Path) -> LiveConfig:
             )
         raise fail(("keys",), f"{exchange} needs {name}, which eventsrc live cannot pass yet")
 
-    options = table_of("options", data.get("options", {}))
+    options = table_of("options", data.get("options", {}), secret=True)
     secret = _credential_in(options)
     if secret is not None:
         raise fail(
@@ -313,8 +315,9 @@ def load_config(path: Path) -> LiveConfig:
     )
 
 
-def _shown(value: Any) -> str:
-    """A value for a message: its TOML type, and the value itself if it is short."""
+def _shown(value: Any, *, show: bool = True) -> str:
+    """A value for a message: its TOML type, and the value itself if it is short (and
+    ``show``)."""
     kind = {
         bool: "a boolean",
         int: "an integer",
@@ -323,7 +326,7 @@ def _shown(value: Any) -> str:
         dict: "a table",
         list: "an array",
     }.get(type(value), type(value).__name__)
-    if isinstance(value, dict | list):
+    if not show or isinstance(value, dict | list):
         return kind
     shown = json.dumps(value) if isinstance(value, str | bool) else str(value)
     return f"{kind} ({shown})" if len(shown) <= 40 else kind
