@@ -21,6 +21,7 @@ from typing import Any
 
 import ccxt
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 import pytest
 
 from adapters.cli import build_parser, main, venues
@@ -59,11 +60,11 @@ def recorded(method: str, case: int = 0) -> Any:
     return copy.deepcopy(BINANCE["methods"][method][case]["httpResponse"])
 
 
-def offline_binance(**config: Any) -> Any:
+def offline_binance(cls: Any = ccxt_async.binance, **config: Any) -> Any:
     """ccxt's binance (async) with the fixture's markets; its HTTP hook is set by the test.
     ccxt's rate limiter waits in real time, so it is let through at once: the run is in virtual
     time, and no request leaves the machine anyway."""
-    ex = ccxt_async.binance({"options": BINANCE.get("options", {}), **config})
+    ex = cls({"options": BINANCE.get("options", {}), **config})
     ex.set_markets({s: ex.safe_market_structure(m) for s, m in BINANCE["markets"].items()})
 
     async def no_wait(*args: Any, **kwargs: Any) -> None:
@@ -401,6 +402,35 @@ def test_ctrl_c_stops_paper_cleanly_with_the_summary_and_status_130(
         assert verify(trace).ok
         assert trace[len(trace) - 1].kind == "strategy_stopped"
     assert venue_file(path).exists()
+
+
+def test_paper_follows_a_streamed_ticker_where_ccxt_pro_has_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = VirtualClock(faithful=True)
+    answers = BinanceAnswers(clock, around("69.60", ["0", "0.004", "-0.004"]))
+    public = offline_binance(ccxt_pro.binance)
+    public.fetch = answers.fetch  # the first price is fetched
+    streamed: list[Decimal] = []
+    prices = around("69.60", ["0.005", "-0.005"])
+
+    async def watch_ticker(symbol: str, params: Any = None) -> Any:
+        # No websocket: the next update a second later, in binance's 24hr ticker format,
+        # through ccxt's own parser.
+        await clock.sleep(1.0)
+        streamed.append(next(prices))
+        body = ticker_body("LTCUSDT", streamed[-1], clock.now_ms())
+        return public.parse_ticker(body, public.market(symbol))
+
+    public.watch_ticker = watch_ticker
+    args = paper_args(tmp_path / "trace", "--symbols", "LTC/USDT", "--seconds", "60", "--json")
+    assert venues.paper(args, exchange=public, clock=clock) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["verified"] and summary["fills"] > 0
+    assert len(answers.fed) == 1 and len(streamed) >= 50  # one fetch, then the stream
+    with Trace.open(tmp_path / "trace") as trace:
+        quoted = {e.last for e in trace if isinstance(e, TickerObserved)}
+    assert quoted <= {*answers.fed, *streamed} and quoted & set(streamed)
 
 
 def test_live_prices_answer_each_tick_as_first_asked() -> None:

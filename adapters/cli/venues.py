@@ -698,11 +698,25 @@ def _check_seconds(seconds: float | None) -> None:
         raise CommandError("--seconds must be more than 0 (leave it out to run until Ctrl-C)")
 
 
+PAPER = """Trade the sample strategy (a ladder of resting buys and sells) on a real exchange's
+public prices through ccxt, with no keys: orders are filled by the embedded simulated exchange,
+built with the real markets' precision, minimums and fees. Nothing but public market data is
+asked of the exchange. The trace is continued by a second run (the simulated venue is kept next
+to it, in TRACE.venue). Ctrl-C stops it cleanly (exit status 130)."""
+
+LIVE = """Trade the sample strategy on a real account through ccxt, as the TOML file says (see
+examples/live.toml): in the exchange's sandbox unless the file says live = true. The keys are
+read only from the environment variables the file names. The trace (its path in the file,
+relative to the file) is continued by a second run, and refused if it was recorded on another
+venue or in another mode. Ctrl-C stops it cleanly (exit status 130); resting orders stay at the
+venue, and the next run picks them up."""
+
+
 def register(sub: Any) -> None:
     paper_cmd = sub.add_parser(
         "paper",
         help="trade the sample strategy on a real exchange's prices, fills simulated (no keys)",
-        description=__doc__,
+        description=PAPER,
     )
     paper_cmd.add_argument("--exchange", required=True, help="ccxt exchange id, e.g. binance")
     paper_cmd.add_argument(
@@ -717,7 +731,7 @@ def register(sub: Any) -> None:
     live_cmd = sub.add_parser(
         "live",
         help="trade the sample strategy on a real account (the exchange's sandbox by default)",
-        description=__doc__,
+        description=LIVE,
     )
     live_cmd.add_argument("--config", required=True, help="TOML file (see examples/live.toml)")
     live_cmd.add_argument("--seconds", type=_seconds, help="run this long (default: until Ctrl-C)")
