@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from adapters.cli import read, run
+from adapters.cli import read, run, venues
 from adapters.cli.common import CommandError
 from eventsrc import EventsrcError
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run.register(sub)
     read.register(sub)
+    venues.register(sub)
     return parser
 
 
