@@ -42,6 +42,7 @@ import itertools
 import logging
 import os
 import random
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -54,6 +55,8 @@ from eventsrc.clock import Clock, WallClock
 from eventsrc.codec import Codec
 from eventsrc.errors import EventsrcError
 from eventsrc.events import (
+    Balance,
+    BalanceObserved,
     CancelRequested,
     Decision,
     EngineError,
@@ -380,9 +383,36 @@ class Engine:
             raise EngineClosed("the engine is not running")
         if self._failure is not None:
             raise EngineClosed(f"the engine stopped recording: {self._failure}")
+        if isinstance(event, BalanceObserved) and event.source == "fetch_balance":
+            event = self._complete(event)
         done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait((event, done))
         return await done
+
+    def _complete(self, event: BalanceObserved) -> BalanceObserved:
+        """A whole balance fetched (not a stream's update of what changed): a currency the
+        strategy trades that it does not list is held at zero (venues leave zero balances
+        out), so no cash is shown that the venue says is not there. Spot: every currency of
+        the universe; margin: the settlement currencies. The raw payload stays as sent."""
+        listed = {b.currency for b in event.balances}
+        missing = sorted(self._currencies() - listed)
+        if not missing:
+            return event
+        zero = Decimal(0)
+        added = tuple(Balance(c, total=zero, free=zero, used=zero) for c in missing)
+        return attrs.evolve(event, balances=(*event.balances, *added))
+
+    def _currencies(self) -> set[str]:
+        found = {self.main_currency}
+        for symbol in self.universe:
+            market = self._markets.get(symbol)
+            if market is None:
+                continue
+            if market.contract:
+                found.add(market.settle or self.main_currency)
+            elif not self.margin:
+                found.update(c for c in (market.base, market.quote) if c)
+        return found
 
     async def put(self, event: Event) -> None:
         """``Feed.put``: how watchers hand over what they observe."""
@@ -558,6 +588,15 @@ class Engine:
         return True
 
     # -- commands -----------------------------------------------------------------------------
+
+    @staticmethod
+    def ours(order: Order) -> bool:
+        """Whether an engine placed ``order`` (its client order id is one an engine issues):
+        a strategy must leave the orders someone else placed on the account alone."""
+        return (
+            order.client_order_id is not None
+            and _ISSUED.fullmatch(order.client_order_id) is not None
+        )
 
     def _new_cid(self) -> str:
         return f"{self._cid_prefix}-{next(self._cids)}"
@@ -1078,6 +1117,10 @@ class Engine:
     @property
     def markets(self) -> dict[str, Market]:
         return dict(self._markets)
+
+
+_ISSUED = re.compile(r"es[0-9a-f]{6}[0-9a-f]+-[0-9]+")
+"""The client order ids engines issue (``_new_cid``)."""
 
 
 def _unawaited() -> asyncio.Future[Event]:

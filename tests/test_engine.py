@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from adapters.sim import Faults, SimExchange, VirtualClock
@@ -17,6 +18,7 @@ from adapters.sim.markets import DEFAULT_MARKETS, RandomWalk
 from adapters.venue import CcxtVenue
 from eventsrc import (
     MISSING,
+    BalanceObserved,
     Decision,
     Engine,
     EngineError,
@@ -742,6 +744,47 @@ def test_a_sync_records_what_changed_not_again_what_the_trace_holds(tmp_path: Pa
             assert any(e.kind == "sync_started" for e in again)
             (done,) = [e for e in again if isinstance(e, SyncCompleted)]
             assert done.differences == 0
+        return engine.state
+
+    replays_to(path, run(main))
+
+
+class OmitsZeros(CcxtVenue):
+    """A venue whose whole balance leaves out what is zero (as binance's, kraken's do)."""
+
+    async def fetch_balance(self) -> list[Any]:
+        events = await super().fetch_balance()
+        return [
+            attrs.evolve(e, balances=tuple(b for b in e.balances if b.total))
+            for e in events
+            if isinstance(e, BalanceObserved)
+        ]
+
+
+def test_a_fetched_balance_that_leaves_a_currency_out_holds_it_at_zero(tmp_path: Path) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=17, balances={"USDT": 100_000, "BTC": 1})  # no ETH at all
+
+    async def main() -> State:
+        async with Engine.open(
+            path, OmitsZeros(ex), universe=SPOT, main_currency="USDT", clock=ex.clock
+        ) as engine:
+            assert engine.state.cash["ETH"].total == 0  # listed as zero, not unknown
+            # ETH bought then all of it sold: the next whole balance, silent on ETH, says 0
+            bought = await engine.create_order("ETH/USDT", "buy", D("0.1"), type="market")
+            assert isinstance(bought, Fill)
+            held = engine.state.cash["ETH"].total
+            assert held > 0
+            sold = await engine.create_order("ETH/USDT", "sell", held, type="market")
+            assert isinstance(sold, Fill)
+            await engine.fetch_balance()
+            assert engine.state.cash["ETH"].total == truth_totals(ex).get("ETH", D(0))
+            [report] = [
+                e
+                for e in engine.trace.tail(1, kinds=["balance_observed"])
+                if isinstance(e, BalanceObserved)
+            ]
+            assert {b.currency: b.total for b in report.balances}["ETH"] == 0  # as recorded
         return engine.state
 
     replays_to(path, run(main))

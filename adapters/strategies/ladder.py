@@ -55,6 +55,7 @@ class Ladder:
 
     @staticmethod
     def resting(engine: Engine, symbol: str) -> list[Order]:
-        # by order id: a state's maps iterate in an order that differs between processes
+        # its own (the account may hold others'), by order id: a state's maps iterate in an
+        # order that differs between processes
         orders = sorted(engine.state.orders.items())
-        return [o for _, o in orders if o.symbol == symbol and o.status in LIVE]
+        return [o for _, o in orders if o.symbol == symbol and o.status in LIVE and engine.ours(o)]
