@@ -27,7 +27,7 @@ def fixture(exchange: str) -> dict[str, Any]:
 
 
 @contextmanager
-def _no_network() -> Iterator[None]:
+def no_network() -> Iterator[None]:
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a test tried to use the network")
 
@@ -59,7 +59,7 @@ def replay(exchange: str, method: str, case: int = 0) -> Any:
     recorded = fixture(exchange)["methods"][method][case]
     ex = offline_exchange(exchange)
     ex.fetch = lambda *args, **kwargs: recorded["httpResponse"]
-    with _no_network():
+    with no_network():
         return getattr(ex, method)(*recorded["input"])
 
 
