@@ -40,7 +40,8 @@ from eventsrc import (
     replay_from_trace,
     verify,
 )
-from tests.ccxt_fixtures import no_network, fixture
+from tests.ccxt_fixtures import fixture
+from tests.ccxt_fixtures import no_network as sockets_refused
 
 ROOT = Path(__file__).resolve().parents[1]
 BINANCE = fixture("binance")
@@ -52,7 +53,7 @@ ENV = {"TEST_BINANCE_KEY": API_KEY, "TEST_BINANCE_SECRET": SECRET}
 
 @pytest.fixture(autouse=True)
 def no_network() -> Iterator[None]:
-    with no_network():
+    with sockets_refused():
         yield
 
 
