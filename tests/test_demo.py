@@ -261,3 +261,19 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_trace_keeps_what_it_to
     assert "No space left on device" in err
     with Trace.open(path) as trace:
         assert len(trace) == 3000 and verify(trace).ok  # every event it took is there
+
+
+def test_a_demo_on_a_trace_another_writer_holds_is_one_line_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "trace"
+    assert main(["demo", "--trace", str(path), "--seconds", "30"]) == 0
+    kept = venue_file(path).read_bytes()
+    capsys.readouterr()
+    with Trace.open(path, "a") as holder:
+        before = len(holder)
+        assert main(["demo", "--trace", str(path), "--seconds", "30"]) == 2
+        err = capsys.readouterr().err
+        assert "already open for writing" in err and len(err.strip().splitlines()) == 1, err
+        assert len(holder) == before
+    assert venue_file(path).read_bytes() == kept  # its copy of the venue was not saved over

@@ -92,14 +92,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
     interrupted = False
+    ran: list[bool] = []
     try:
         with _logging(logging.WARNING if args.verbose else logging.CRITICAL + 1):
-            live = asyncio.run(_run(path, ex, markets, args))
+            live = asyncio.run(_run(path, ex, markets, args, ran))
     except KeyboardInterrupt:
         interrupted = True
         live = None
     finally:
-        if path.exists():  # whatever happened: the venue goes on from here next time
+        if ran:  # whatever happened since: the venue goes on from here next time
             ex.save(kept)
     with Trace.open(path, "r") as trace:
         replayed = replay_from_trace(trace)
@@ -115,7 +116,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if summary["verified"] and summary["replay_equals_live"] else 1
 
 
-async def _run(path: Path, ex: SimExchange, markets: dict[str, Decimal], args: Any) -> State:
+async def _run(
+    path: Path, ex: SimExchange, markets: dict[str, Decimal], args: Any, ran: list[bool]
+) -> State:
+    """The run; ``ran`` is set once the engine holds the trace (a run that never got it, say
+    because another demo writes it, must not save its copy of the venue over that one's)."""
     strategy = Ladder(markets)
     clock = ex.clock
     async with Engine.open(
@@ -128,6 +133,7 @@ async def _run(path: Path, ex: SimExchange, markets: dict[str, Decimal], args: A
         strategy=strategy,
         ids=f"demo:{args.seed}",
     ) as engine:
+        ran.append(True)
         start = clock.now_ms()
         end = start + round(args.seconds * 1000)
         with tqdm.tqdm(
