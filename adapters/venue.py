@@ -591,7 +591,20 @@ class CcxtVenue:
             if client_order_id is None or order_id is not None
             else {"clientOrderId": client_order_id}
         )
-        answer = await self._ask(lambda: self.exchange.fetch_order(order_id, symbol, params))
+        if self._has("fetchOpenOrder") and self._has("fetchClosedOrder"):
+            # Venues that have these (bybit) may refuse fetchOrder itself (bybit's unified
+            # accounts: ArgumentsRequired, and only the last 500 orders): ccxt's way is to ask
+            # the open orders, then the closed ones. Open first: an order seen closed stays so.
+            try:
+                answer = await self._ask(
+                    lambda: self.exchange.fetch_open_order(order_id, symbol, params)
+                )
+            except NotFound:
+                answer = await self._ask(
+                    lambda: self.exchange.fetch_closed_order(order_id, symbol, params)
+                )
+        else:
+            answer = await self._ask(lambda: self.exchange.fetch_order(order_id, symbol, params))
         order = self._one(answer, "fetch_order")
         return self._events("fetch_order", lambda: [order_observed(order, source="fetch_order")])
 
