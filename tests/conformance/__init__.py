@@ -342,7 +342,9 @@ async def run_case(case: Case, trace_path: Path) -> Outcome:
         return Outcome(case, differences=(f"the call failed: {exc!r}",), notes=tuple(notes))
     finally:
         await ex.close()
-    notes.append(f"{len(requests)} request(s): {', '.join(m + ' ' + u for m, u in requests)}")
+    notes.append(
+        f"{len(requests)} request(s): {', '.join(m + ' ' + u.split('?')[0] for m, u in requests)}"
+    )
     answered = [a for _, a in answers]
     started = strategy_started(case)
     before: list[Event] = [started]

@@ -50,6 +50,7 @@ def offline_exchange(fixture: Mapping[str, Any], module: Any = ccxt_async, **con
     ex = cls({**CREDENTIALS, "options": dict(fixture.get("options") or {}), **config})
     ex.set_markets({s: ex.safe_market_structure(m) for s, m in fixture["markets"].items()})
     ex.throttle = _no_wait
+    ex.timeout_on_exit = 0  # close() sleeps this long (ms), in real time
     return ex
 
 
