@@ -15,14 +15,26 @@ from typing import Any
 import attrs
 import pytest
 
+from adapters.sim import VirtualClock
 from adapters.venue import CcxtVenue
-from eventsrc import OrderObserved, StrategyStarted, fold
+from eventsrc import (
+    MISSING,
+    Engine,
+    Event,
+    OrderObserved,
+    OrderRejected,
+    OrderRequested,
+    OrderRequestFailed,
+    StrategyStarted,
+    Trace,
+    fold,
+)
 from eventsrc.testing import stamp_all
-from eventsrc.venue import NotFound
+from eventsrc.venue import NotFound, Refused, Unreachable, VenueError
 from tests.ccxt_fixtures import FIXTURES, fixture, no_network
 from tests.conformance import Case, Outcome, cases_in, run_cases, venue_files
 from tests.conformance.__main__ import main as conformance_main
-from tests.conformance.offline import answer_with, offline_exchange
+from tests.conformance.offline import OfflineSession, Reply, answer_with, offline_exchange
 
 D = Decimal
 
@@ -210,3 +222,165 @@ def test_the_laws_hold_across_every_order_and_trade_answer_of_a_venue(
         once = fold(stamp_all([*start, *spot]))
         again = fold(stamp_all([*start, *spot, *reversed(spot)]))
         assert again.orders == once.orders and again.cash == once.cash, venue
+
+
+# -- error bodies below ccxt's HTTP layer --------------------------------------------------
+
+INSUFFICIENT = {"code": -2010, "msg": "Account has insufficient balance for requested action."}
+NO_SUCH_ORDER = {"code": -2013, "msg": "Order does not exist."}
+RATE_LIMITED = {"code": -1003, "msg": "Too many requests; current limit is 6000 request weight."}
+UNAVAILABLE = "<html><body><h1>503 Service Unavailable</h1></body></html>"
+LOT_SIZE = {"code": -1013, "msg": "Filter failure: LOT_SIZE"}
+BYBIT_TOO_MANY = {"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "time": 1}
+BYBIT_NO_FUNDS = {"retCode": 170131, "retMsg": "Insufficient balance.", "result": {}, "time": 1}
+
+
+def a_buy(asset: str, cid: str = "conformance-1") -> OrderRequested:
+    return OrderRequested(cid, "buy", "limit", D("0.1"), price=D(60), asset=asset, source="test")
+
+
+async def venue_call(venue: CcxtVenue, call: str, asset: str) -> list[Event]:
+    if call == "create_order":
+        return await venue.create_order(a_buy(asset))
+    if call == "fetch_order":
+        return await venue.fetch_order(asset, "123")
+    return await venue.fetch_balance()
+
+
+@pytest.mark.parametrize(
+    ("venue", "call", "reply", "ccxt_error", "kind"),
+    [
+        ("binance", "create_order", (400, INSUFFICIENT), "InsufficientFunds", Refused),
+        ("binance", "create_order", (400, LOT_SIZE), "InvalidOrder", Refused),
+        ("binance", "fetch_order", (400, NO_SUCH_ORDER), "OrderNotFound", NotFound),
+        ("binance", "fetch_balance", (429, RATE_LIMITED), "DDoSProtection", Unreachable),
+        ("binance", "fetch_balance", (503, UNAVAILABLE), "ExchangeNotAvailable", Unreachable),
+        ("bybit", "fetch_balance", (200, BYBIT_TOO_MANY), "RateLimitExceeded", Unreachable),
+        ("bybit", "create_order", (200, BYBIT_NO_FUNDS), "InsufficientFunds", Refused),
+        (
+            "kraken",
+            "create_order",
+            (200, {"error": ["EOrder:Insufficient funds"]}),
+            "InsufficientFunds",
+            Refused,
+        ),
+        (
+            "kraken",
+            "create_order",
+            (200, {"error": ["EOrder:Invalid order"]}),
+            "InvalidOrder",
+            Refused,
+        ),
+        (
+            "kraken",
+            "fetch_balance",
+            (200, {"error": ["EAPI:Rate limit exceeded"]}),
+            "DDoSProtection",
+            Unreachable,
+        ),
+    ],
+)
+def test_an_error_body_becomes_ccxts_exception_then_the_venue_error_it_means(
+    venue: str, call: str, reply: Reply, ccxt_error: str, kind: type[VenueError]
+) -> None:
+    async def check() -> VenueError:
+        ex = offline_exchange(fixture(venue))
+        session = OfflineSession(lambda method, url: reply).install(ex)
+        try:
+            await venue_call(CcxtVenue(ex), call, "LTC/USDT")
+        except VenueError as exc:
+            assert session.calls, "ccxt's own fetch ran (below it, the offline session)"
+            return exc
+        finally:
+            await ex.close()
+        raise AssertionError("no error")
+
+    error = asyncio.run(check())
+    assert type(error) is kind and error.error == ccxt_error
+
+
+class BinanceRoutes:
+    """binance's answers below ccxt's HTTP layer, by endpoint: the recorded bodies (the
+    balance with USDT added: the recording holds none), empty lists for the start-up sync,
+    and for ``POST v3/order`` and ``GET v3/order`` the replies queued by the test."""
+
+    def __init__(self) -> None:
+        self.creates: list[Reply] = []
+        self.lookups: list[Reply] = []
+        self.calls: list[str] = []
+
+    def __call__(self, method: str, url: str) -> Reply:
+        endpoint = url.split("?")[0].rsplit("/api/", 1)[-1]
+        self.calls.append(f"{method} {endpoint}")
+        if endpoint == "v3/account":
+            body = copy.deepcopy(fixture("binance")["methods"]["fetchBalance"][0]["httpResponse"])
+            body["balances"].append({"asset": "USDT", "free": "1000.0", "locked": "0.0"})
+            return 200, body
+        if endpoint == "v3/order":
+            queue = self.creates if method == "POST" else self.lookups
+            return queue.pop(0)
+        return 200, []
+
+
+RECORDED_CREATE = fixture("binance")["methods"]["createOrder"][0]["httpResponse"]
+
+
+async def engine_run(path: Path, routes: BinanceRoutes, cid: str) -> tuple[Any, list[Event]]:
+    ex = offline_exchange(fixture("binance"))
+    OfflineSession(routes).install(ex)
+    clock = VirtualClock()
+    async with Engine.open(
+        path,
+        CcxtVenue(ex),
+        universe=("SOL/USDT",),
+        main_currency="USDT",
+        clock=clock,
+        watchers=False,
+        tickers=False,
+    ) as engine:
+        answer = await engine.create_order(
+            "SOL/USDT", "buy", D("0.05"), D(241), client_order_id=cid, waitfor=1.0
+        )
+    await ex.close()
+    with Trace.open(path) as trace:
+        events = [e for e in trace if getattr(e, "client_order_id", None) == cid]
+    return answer, events
+
+
+def test_the_engine_answers_a_refusal_recorded_by_ccxt_with_none_and_the_reason(
+    tmp_path: Path,
+) -> None:
+    routes = BinanceRoutes()
+    routes.creates.append((400, INSUFFICIENT))
+    answer, events = asyncio.run(engine_run(tmp_path / "trace", routes, "refused-1"))
+    assert answer is None
+    rejected = [e for e in events if isinstance(e, OrderRejected)]
+    assert [(r.error, r.message) for r in rejected] == [
+        ("InsufficientFunds", "binance Account has insufficient balance for requested action.")
+    ]
+    assert routes.calls.count("POST v3/order") == 1  # a refusal is not sent again
+
+
+def test_the_engine_retries_an_unavailable_venue_looks_the_order_up_and_resends_once(
+    tmp_path: Path,
+) -> None:
+    """503 on the create: recorded, a backoff, a look-up by client order id; the venue has
+    no such order (-2013), so the same request is sent again, and the recorded answer is
+    the order."""
+    routes = BinanceRoutes()
+    routes.creates += [(503, UNAVAILABLE), (200, RECORDED_CREATE)]
+    routes.lookups.append((400, NO_SUCH_ORDER))
+    routes.lookups.append((200, {**RECORDED_CREATE, "clientOrderId": "resent-1"}))
+    answer, events = asyncio.run(engine_run(tmp_path / "trace", routes, "resent-1"))
+    assert answer is MISSING  # created, resting
+    kinds = [e.kind for e in events]
+    assert kinds[:4] == [
+        "order_requested",
+        "order_request_failed",
+        "order_requested",
+        "order_acknowledged",
+    ]
+    failed = next(e for e in events if isinstance(e, OrderRequestFailed))
+    assert failed.error == "ExchangeNotAvailable"
+    assert routes.calls.count("POST v3/order") == 2
+    assert routes.calls.index("GET v3/order") < len(routes.calls) - 1

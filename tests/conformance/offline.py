@@ -121,6 +121,7 @@ class OfflineSession:
         self.route = route
         self.calls: list[tuple[str, str]] = []
         self.closed = False
+        self.headers: dict[str, str] = {}  # ccxt adds a session's default headers
 
     def _request(self, method: str) -> Callable[..., _Request]:
         def request(url: Any, **kwargs: Any) -> _Request:
