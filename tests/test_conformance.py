@@ -32,7 +32,7 @@ from eventsrc import (
 from eventsrc.testing import stamp_all
 from eventsrc.venue import NotFound, Refused, Unreachable, VenueError
 from tests.ccxt_fixtures import FIXTURES, fixture, no_network
-from tests.conformance import Case, Outcome, cases_in, run_cases, venue_files
+from tests.conformance import Case, Outcome, cases_in, order_request, run_cases, venue_files
 from tests.conformance.__main__ import main as conformance_main
 from tests.conformance.offline import OfflineSession, Reply, answer_with, offline_exchange
 
@@ -384,3 +384,74 @@ def test_the_engine_retries_an_unavailable_venue_looks_the_order_up_and_resends_
     assert failed.error == "ExchangeNotAvailable"
     assert routes.calls.count("POST v3/order") == 2
     assert routes.calls.index("GET v3/order") < len(routes.calls) - 1
+
+
+# -- bybit: a create answered with ids alone, completed by the order's later observations --
+
+
+def bybit_ltc_order(status: str, executed: str, value: str, fee: str) -> dict[str, Any]:
+    """The recorded bybit order (fetchClosedOrder's, a linear one) as the spot LTC/USDT
+    limit buy the recorded create placed (its ids, 0.1 at 60), at a later stage: not
+    recorded; the recorded body with only those fields changed."""
+    order = recorded_bybit_order("fetchClosedOrder")
+    create = fixture("bybit")["methods"]["createOrder"][0]["httpResponse"]["result"]
+    left = str(D("0.1") - D(executed))
+    order.update(
+        symbol="LTCUSDT",
+        orderType="Limit",
+        orderId=create["orderId"],
+        orderLinkId=create["orderLinkId"],
+        price="60",
+        qty="0.1",
+        timeInForce="GTC",
+        orderStatus=status,
+        cumExecQty=executed,
+        cumExecValue=value,
+        cumExecFee=fee,
+        cumFeeDetail={"LTC": fee} if D(fee) else {},
+        avgPrice=str(D(value) / D(executed)) if D(executed) else "",
+        leavesQty=left,
+        leavesValue=str(D(left) * 60),
+    )
+    return order
+
+
+def test_a_bybit_create_answered_with_ids_only_is_completed_by_the_later_observations() -> None:
+    create = fixture("bybit")["methods"]["createOrder"][0]
+    request = order_request(by_name("bybit.createOrder[0]"))
+
+    async def run() -> list[Event]:
+        ex = offline_exchange(fixture("bybit"))
+        answers = iter(
+            [
+                create["httpResponse"],
+                bybit_list(bybit_ltc_order("PartiallyFilled", "0.04", "2.4", "0.00004")),
+                bybit_list(),  # no longer open: in the history
+                bybit_list(bybit_ltc_order("Filled", "0.1", "6", "0.0001")),
+            ]
+        )
+        answer_with(ex, lambda method, url: {**next(answers)})
+        venue = CcxtVenue(ex)
+        events = await venue.create_order(request)
+        events += await venue.fetch_order("LTC/USDT", "1609920528435648000")
+        events += await venue.fetch_order("LTC/USDT", "1609920528435648000")
+        await ex.close()
+        return events
+
+    events = asyncio.run(run())
+    assert [e.kind for e in events] == ["order_acknowledged", "order_observed", "order_observed"]
+    start = [StrategyStarted("USDT", ("LTC/USDT",), exchange="bybit"), request]
+    for arrival in (events, events[::-1], [*events, *events]):
+        state = fold(stamp_all([*start, *arrival]))
+        order = state.orders["1609920528435648000"]
+        assert (order.status, order.amount, order.price, order.side) == (
+            "closed",
+            D("0.1"),
+            D(60),
+            "buy",
+        )
+        assert (order.filled, order.cost, order.fee("LTC")) == (D("0.1"), D(6), D("0.0001"))
+        assert order.client_order_id == "1609920528444036608"
+        assert sum(f.amount for f in order.fills) == D("0.1")
+        assert state.cash["LTC"].total == D("0.0999") and state.cash["USDT"].total == -6
+        assert not state.anomalies and not state.requests
