@@ -5,6 +5,7 @@ on top. Sockets are refused throughout; nothing sleeps for real."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import ccxt.pro as ccxt_pro
 import pytest
 
 from adapters.sim import VirtualClock
@@ -455,3 +457,130 @@ def test_a_bybit_create_answered_with_ids_only_is_completed_by_the_later_observa
         assert sum(f.amount for f in order.fills) == D("0.1")
         assert state.cash["LTC"].total == D("0.0999") and state.cash["USDT"].total == -6
         assert not state.anomalies and not state.requests
+
+
+# -- streams: bybit's private websocket frames through ccxt.pro and the watchers ------------
+
+BYBIT_ORDER_FRAME = {
+    "id": "5923240c6880ab-c59f-420b-9adb-3639adc9dd90",
+    "topic": "order",
+    "creationTime": 1757837580480,
+    # the recorded fetchClosedOrder order, as bybit's order stream sends it (+ category)
+    "data": [{**recorded_bybit_order("fetchClosedOrder"), "category": "linear"}],
+}
+BYBIT_WALLET_FRAME = {
+    "id": "5923242c464be9-25ca-483d-a743-c60101fc656f",
+    "topic": "wallet",
+    "creationTime": 1672364262482,
+    # the sample payload in ccxt's bybit source (handle_balance), trimmed to one coin
+    "data": [
+        {
+            "accountType": "UNIFIED",
+            "totalEquity": "11726.64664904",
+            "coin": [
+                {
+                    "coin": "USDT",
+                    "equity": "11726.64664904",
+                    "walletBalance": "11728.54414904",
+                    "availableToWithdraw": "11723.92075829",
+                    "totalOrderIM": "0",
+                    "totalPositionIM": "2.72589075",
+                    "unrealisedPnl": "-1.8975",
+                    "locked": "0",
+                }
+            ],
+        }
+    ],
+}
+ACK = {"success": True, "ret_msg": "", "op": "auth", "conn_id": "offline"}
+SUBSCRIBED = {"success": True, "ret_msg": "", "op": "subscribe", "conn_id": "offline"}
+
+
+class FakeWebSocket:
+    """The connection of a ccxt.pro client that is 'connected' to nothing."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send_str(self, message: str) -> None:
+        self.sent.append(json.loads(message))
+
+    async def close(self, code: int = 1000) -> None:
+        self.closed = True
+
+
+class TraceFeed:
+    """A watcher's feed that appends what it puts to a trace."""
+
+    def __init__(self, trace: Trace, clock: VirtualClock) -> None:
+        self.trace = trace
+        self._clock = clock
+        self.events: list[Event] = []
+
+    @property
+    def clock(self) -> VirtualClock:
+        return self._clock
+
+    async def put(self, event: Event) -> None:
+        self.trace.append(event)
+        self.events.append(event)
+
+
+async def settle(rounds: int = 200) -> None:
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    ("stream", "symbol", "frame"),
+    [("orders", "BTC/USDT:USDT", BYBIT_ORDER_FRAME), ("balance", None, BYBIT_WALLET_FRAME)],
+)
+def test_bybit_stream_frames_reach_the_trace_through_ccxt_pro_and_the_watchers(
+    stream: str, symbol: str | None, frame: dict[str, Any], tmp_path: Path
+) -> None:
+    async def run() -> list[Event]:
+        ex = offline_exchange(fixture("bybit"), ccxt_pro)
+        answer_with(ex, lambda method, url: bybit_list())  # REST snapshots: nothing yet
+        url = await ex.get_url_by_market_type(None, True, "watchOrders", {})
+        client = ex.client(url)
+        client.connecting = True
+        client.connection = FakeWebSocket()
+        client.isConnected = True
+        client.connected.resolve(url)
+        venue = CcxtVenue(ex)
+        assert venue.can_watch(stream)
+        clock = VirtualClock()
+        with Trace.open(tmp_path / "trace", "w", durability="none") as trace:
+            feed = TraceFeed(trace, clock)
+            task = asyncio.ensure_future(venue.watcher(stream, symbol).run(feed))
+            for message in (ACK, SUBSCRIBED, frame):
+                await settle()
+                ex.handle_message(client, message)
+            await settle()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            events = list(trace)
+        await ex.close()
+        return events
+
+    events = asyncio.run(run())
+    assert events[0].kind == "watcher_started" and getattr(events[0], "streaming", None)
+    streamed = [e for e in events if e.source.startswith("watch_")]
+    assert streamed, [e.kind for e in events]
+    state = fold(
+        [StrategyStarted("USDT", ("BTC/USDT:USDT",), margin=True, exchange="bybit"), *events]
+    )
+    if stream == "orders":
+        order = state.orders["aee7453a-a100-465f-857a-3db780e9329a"]
+        assert (order.status, order.filled, order.cost, order.fee("USDT")) == (
+            "closed",
+            D("0.001"),
+            D("123.498"),
+            D("0.0679239"),
+        )
+    else:
+        usdt = state.cash["USDT"]  # ccxt reads bybit's equity as the total
+        assert usdt.total == D("11726.64664904") and usdt.free == D("11723.92075829")
