@@ -29,7 +29,9 @@ from eventsrc import (
     OrderRequestFailed,
     StrategyStarted,
     Trace,
+    TradeObserved,
     fold,
+    replay_from_trace,
 )
 from eventsrc.testing import stamp_all
 from eventsrc.venue import NotFound, Refused, Unreachable, VenueError
@@ -492,6 +494,66 @@ BYBIT_WALLET_FRAME = {
         }
     ],
 }
+BYBIT_EXECUTION_FRAME = {
+    "id": "592324803b2785-26fa-4214-9963-bdd4727f07be",
+    "topic": "execution",
+    "creationTime": 1757837580480,
+    # the sample payload in ccxt's bybit source (handle_my_trades), moved to the recorded
+    # order's market, amount, price and fee
+    "data": [
+        {
+            "category": "linear",
+            "symbol": "BTCUSDT",
+            "execFee": "0.0679239",
+            "execId": "7e2ae69c-4edf-5800-a352-893d52b446aa",
+            "execPrice": "123498",
+            "execQty": "0.001",
+            "execType": "Trade",
+            "execValue": "123.498",
+            "isMaker": False,
+            "feeRate": "0.00055",
+            "markPrice": "123500",
+            "leavesQty": "0",
+            "orderId": "aee7453a-a100-465f-857a-3db780e9329a",
+            "orderLinkId": "",
+            "orderPrice": "123615.9",
+            "orderQty": "0.001",
+            "orderType": "Market",
+            "stopOrderType": "UNKNOWN",
+            "side": "Buy",
+            "execTime": "1757837580473",
+            "isLeverage": "0",
+        }
+    ],
+}
+BYBIT_POSITION_FRAME: dict[str, Any] = {
+    "topic": "position",
+    "id": "504b2671629b08e3c4f6960382a59363:3bc4028023786545:0:01",
+    "creationTime": 1757837580490,
+    # the sample payload in ccxt's bybit source (handle_positions), as a linear position
+    "data": [
+        {
+            "category": "linear",
+            "symbol": "BTCUSDT",
+            "side": "Buy",
+            "size": "0.001",
+            "positionIdx": 0,
+            "entryPrice": "123498",
+            "markPrice": "123600",
+            "leverage": "10",
+            "liqPrice": "111200",
+            "positionIM": "12.3498",
+            "positionMM": "0.617",
+            "positionValue": "123.498",
+            "unrealisedPnl": "0.102",
+            "cumRealisedPnl": "-0.0679239",
+            "positionStatus": "Normal",
+            "tradeMode": 0,
+            "createdTime": "1757837580469",
+            "updatedTime": "1757837580490",
+        }
+    ],
+}
 ACK = {"success": True, "ret_msg": "", "op": "auth", "conn_id": "offline"}
 SUBSCRIBED = {"success": True, "ret_msg": "", "op": "subscribe", "conn_id": "offline"}
 
@@ -535,14 +597,31 @@ async def settle(rounds: int = 200) -> None:
 
 @pytest.mark.parametrize(
     ("stream", "symbol", "frame"),
-    [("orders", "BTC/USDT:USDT", BYBIT_ORDER_FRAME), ("balance", None, BYBIT_WALLET_FRAME)],
+    [
+        ("orders", "BTC/USDT:USDT", BYBIT_ORDER_FRAME),
+        ("trades", "BTC/USDT:USDT", BYBIT_EXECUTION_FRAME),
+        ("balance", None, BYBIT_WALLET_FRAME),
+        ("positions", None, BYBIT_POSITION_FRAME),
+    ],
 )
 def test_bybit_stream_frames_reach_the_trace_through_ccxt_pro_and_the_watchers(
     stream: str, symbol: str | None, frame: dict[str, Any], tmp_path: Path
 ) -> None:
     async def run() -> list[Event]:
         ex = offline_exchange(fixture("bybit"), ccxt_pro)
-        answer_with(ex, lambda method, url: bybit_list())  # REST snapshots: nothing yet
+        # ccxt.pro asks for a REST snapshot before the first position frame: the watcher
+        # takes its own, so the stream alone is tested here
+        ex.options["watchPositions"] = {"fetchPositionsSnapshot": False}
+        # REST snapshots: nothing yet, but for the position the stream reports (a watcher
+        # takes a snapshot after a subscription's first update, and a position missing from
+        # it would be reported flat)
+        # (the REST one a little older, so the stream's report is news)
+        frame_data = BYBIT_POSITION_FRAME["data"][0]
+        older = {**frame_data, "markPrice": "123550", "updatedTime": "1757837580480"}
+        held = [older] if stream == "positions" else []
+        answer_with(
+            ex, lambda method, url: bybit_list(*held) if "position/list" in url else bybit_list()
+        )
         url = await ex.get_url_by_market_type(None, True, "watchOrders", {})
         client = ex.client(url)
         client.connecting = True
@@ -581,6 +660,63 @@ def test_bybit_stream_frames_reach_the_trace_through_ccxt_pro_and_the_watchers(
             D("123.498"),
             D("0.0679239"),
         )
+    elif stream == "trades":
+        (trade,) = [e for e in streamed if isinstance(e, TradeObserved)]
+        assert (trade.trade_id, trade.order_id, trade.side) == (
+            "7e2ae69c-4edf-5800-a352-893d52b446aa",
+            "aee7453a-a100-465f-857a-3db780e9329a",
+            "buy",
+        )
+        assert (trade.amount, trade.price, trade.cost) == (D("0.001"), D(123498), D("123.498"))
+        order = state.orders["aee7453a-a100-465f-857a-3db780e9329a"]
+        assert [(f.trade_id, f.amount) for f in order.fills] == [(trade.trade_id, D("0.001"))]
+        assert order.fee("USDT") == D("0.0679239")
+    elif stream == "positions":
+        position = state.positions[("BTC/USDT:USDT", "long")]
+        assert (position.contracts, position.entry_price, position.leverage) == (
+            D("0.001"),
+            D(123498),
+            D(10),
+        )
     else:
         usdt = state.cash["USDT"]  # ccxt reads bybit's equity as the total
         assert usdt.total == D("11726.64664904") and usdt.free == D("11723.92075829")
+
+
+def test_a_create_that_timed_out_but_was_placed_is_found_and_adopted_never_sent_twice(
+    tmp_path: Path,
+) -> None:
+    """No answer to the create (aiohttp times out, ccxt says RequestTimeout), but binance did
+    place it: the look-up by client order id finds it, and it is adopted as it is."""
+    routes = BinanceRoutes()
+    routes.creates.append(TimeoutError())
+    routes.lookups.append((200, {**RECORDED_CREATE, "clientOrderId": "adopted-1"}))
+    answer, events = asyncio.run(engine_run(tmp_path / "trace", routes, "adopted-1"))
+    assert answer is MISSING  # the order exists and rests
+    failed = [e for e in events if isinstance(e, OrderRequestFailed)]
+    assert [f.error for f in failed] == ["RequestTimeout"]
+    assert routes.calls.count("POST v3/order") == 1  # found: never sent again
+    with Trace.open(tmp_path / "trace") as trace:
+        state = replay_from_trace(trace)
+    order = state.order("adopted-1")
+    assert order is not None and order.order_id == str(RECORDED_CREATE["orderId"])
+    assert order.status == "open" and not state.requests.get("adopted-1")
+
+
+def test_a_create_nobody_can_account_for_is_given_up_with_an_alert_not_resent(
+    tmp_path: Path,
+) -> None:
+    """No answer to the create, and every look-up answered 503: the order may exist, so it is
+    never sent again; the answer is None, the engine alerts, and the request stays unsettled
+    (start-up sync or the orders watcher settles it later)."""
+    routes = BinanceRoutes()
+    routes.creates.append(TimeoutError())
+    routes.lookups += [(503, UNAVAILABLE)] * 20
+    answer, _events = asyncio.run(engine_run(tmp_path / "trace", routes, "unknown-1"))
+    assert answer is None
+    assert routes.calls.count("POST v3/order") == 1
+    assert routes.calls.count("GET v3/order") >= 2  # looked up, with retries
+    with Trace.open(tmp_path / "trace") as trace:
+        state = replay_from_trace(trace)
+    request = state.requests["unknown-1"]
+    assert request.status == "failed" and "RequestTimeout" in (request.reason or "")
