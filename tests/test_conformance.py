@@ -27,6 +27,7 @@ from eventsrc import (
     OrderRejected,
     OrderRequested,
     OrderRequestFailed,
+    State,
     StrategyStarted,
     Trace,
     TradeObserved,
@@ -720,3 +721,79 @@ def test_a_create_nobody_can_account_for_is_given_up_with_an_alert_not_resent(
         state = replay_from_trace(trace)
     request = state.requests["unknown-1"]
     assert request.status == "failed" and "RequestTimeout" in (request.reason or "")
+
+
+def test_bybit_frames_of_every_stream_reach_a_running_engines_state_through_its_watchers(
+    tmp_path: Path,
+) -> None:
+    """One engine on ccxt.pro bybit (margin, BTC/USDT:USDT): its balance and positions watchers
+    and the orders and trades watchers of the market stream; frames of each kind, injected
+    where bybit's socket would deliver them, end in the engine's state and in its trace."""
+    path = tmp_path / "trace"
+    frame_data = BYBIT_POSITION_FRAME["data"][0]
+    older = {**frame_data, "markPrice": "123550", "updatedTime": "1757837580480"}
+
+    async def run() -> State:
+        ex = offline_exchange(fixture("bybit"), ccxt_pro)
+        ex.options["watchPositions"] = {"fetchPositionsSnapshot": False}
+        held = [older]  # what bybit's REST says is held: the older report, until the frame
+        answer_with(
+            ex, lambda method, url: bybit_list(*held) if "position/list" in url else bybit_list()
+        )
+        url = await ex.get_url_by_market_type(None, True, "watchOrders", {})
+        client = ex.client(url)
+        client.connecting = True
+        client.connection = FakeWebSocket()
+        client.isConnected = True
+        client.connected.resolve(url)
+        venue = CcxtVenue(ex)
+        clock = VirtualClock()
+        symbol = "BTC/USDT:USDT"
+        async with Engine.open(
+            path,
+            venue,
+            universe=(symbol,),
+            main_currency="USDT",
+            margin=True,
+            clock=clock,
+            tickers=False,
+        ) as engine:
+            engine.watch(venue.watcher("orders", symbol))
+            engine.watch(venue.watcher("trades", symbol))
+            frames = (
+                ACK,
+                SUBSCRIBED,
+                BYBIT_ORDER_FRAME,
+                BYBIT_EXECUTION_FRAME,
+                BYBIT_WALLET_FRAME,
+                BYBIT_POSITION_FRAME,
+            )
+            for message in frames:
+                await settle()
+                if message is BYBIT_POSITION_FRAME:
+                    held[0] = frame_data  # the venue moved: REST says so too from now on
+                ex.handle_message(client, message)
+            await settle(600)
+        await ex.close()
+        return engine.state  # after the stop, which the trace records too
+
+    live = asyncio.run(run())
+    order = live.orders["aee7453a-a100-465f-857a-3db780e9329a"]
+    assert (order.status, order.filled, order.cost, order.fee("USDT")) == (
+        "closed",
+        D("0.001"),
+        D("123.498"),
+        D("0.0679239"),
+    )
+    assert [f.trade_id for f in order.fills] == ["7e2ae69c-4edf-5800-a352-893d52b446aa"]
+    assert live.cash["USDT"].total == D("11726.64664904")
+    position = live.positions[("BTC/USDT:USDT", "long")]
+    assert (position.contracts, position.mark_price) == (D("0.001"), D(123600))
+    assert not live.anomalies
+    with Trace.open(path) as trace:
+        sources = {e.source for e in trace}
+        replayed = replay_from_trace(trace)
+    # (the position may come first from the watcher's own REST check, the frame then
+    # adding nothing new: the watcher-level test above shows the frame alone)
+    assert {"watch_orders", "watch_my_trades", "watch_balance"} <= sources
+    assert replayed == live
