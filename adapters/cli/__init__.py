@@ -1,4 +1,5 @@
-"""The ``eventsrc`` command line: record a demo trace, and read traces back.
+"""The ``eventsrc`` command line: trade (demo on the embedded exchange, paper on a real one's
+prices, live), and read what a run recorded (replay, verify, tail, show, stats, export, plot).
 
 Errors are one clear line on stderr (exit status 2), never a traceback: bad arguments, the
 trace's own errors, the file system's, and anything unexpected.
