@@ -28,11 +28,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 import numpy as np
 
+from eventsrc import NO_EXCHANGE_TS, Trace
 from projections.extra import require
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Schema",
     "Table",
     "decimal_scale",
+    "envelope_series",
     "table_of",
     "to_arrow",
     "to_numpy",
@@ -190,3 +192,30 @@ def to_parquet(table: Table, path: str | Path) -> None:
     """``table`` written as Parquet at ``path`` (the Arrow types: exact decimals, UTC times)."""
     pq = require("pyarrow.parquet", "writing Parquet")
     pq.write_table(to_arrow(table), str(path))
+
+
+def envelope_series(trace: Trace, name: str) -> Any:
+    """One envelope column of ``trace`` as a pandas Series, read from the column alone:
+    ``ts`` as ``datetime64[ns, UTC]``, ``exchange_ts`` the same (NaT where the venue gave no
+    time), ``kind``/``asset``/``source`` as categoricals of their names (a kind's versions
+    merged; no asset is NaN), ``seq``/``cause`` as int64 (``cause`` -1 where none)."""
+    pd = require("pandas", "exporting to pandas")
+    column = trace.column(name)
+    if name in ("ts", "exchange_ts"):
+        values = column.astype(np.int64)
+        if name == "exchange_ts":
+            absent = values == NO_EXCHANGE_TS
+            values = values * 1_000_000
+            times = values.view("datetime64[ns]").copy()
+            times[absent] = np.datetime64("NaT")
+        else:
+            times = values.view("datetime64[ns]")
+        return pd.Series(pd.DatetimeIndex(times).tz_localize("UTC"), name=name)
+    if name in ("kind", "asset", "source"):
+        table = trace.code_table(cast(Literal["kind", "asset", "source"], name))
+        names = [n[0] if name == "kind" else n for n in table]
+        unique = [n for n in dict.fromkeys(names) if n is not None]
+        index = {n: i for i, n in enumerate(unique)}
+        codes = np.asarray([index.get(n, -1) for n in names], dtype=np.int64)[column]
+        return pd.Series(pd.Categorical.from_codes(codes, categories=unique), name=name)
+    return pd.Series(column.astype(np.int64), name=name)

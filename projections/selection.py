@@ -18,6 +18,7 @@ import numpy as np
 
 from eventsrc import Event, Trace, UnknownEvent
 from eventsrc.clock import datetime_ns
+from eventsrc.codec import Codec, stamp
 
 __all__ = ["Bound", "Selection", "events_at", "kind_name", "select"]
 
@@ -118,10 +119,31 @@ def _in(column: np.ndarray[Any, Any], codes: list[int]) -> np.ndarray[Any, np.dt
     return np.isin(column, np.asarray(codes, dtype=np.int64))
 
 
+SPARSE = 8
+"""Seqs this far apart on average are read as one span of stored records (only the wanted
+payloads decoded) rather than a read per run: measured here, a read of one event costs ~90 us
+(a whole record chunk), a stored record in a span ~1.2 us, decoding one ~3 us."""
+
+
 def events_at(trace: Trace, seqs: np.ndarray[Any, Any]) -> Iterator[Event]:
-    """The events at ``seqs`` (ascending), read a run of consecutive seqs at a time: only
-    these payloads are decoded."""
+    """The events at ``seqs`` (ascending), only these payloads decoded: read a run of
+    consecutive seqs at a time, or, when they are scattered, one span of stored records."""
     if not len(seqs):
+        return
+    first, last = int(seqs[0]), int(seqs[-1])
+    runs = int(np.count_nonzero(np.diff(seqs) != 1)) + 1
+    if runs > 1 and (last - first + 1) <= SPARSE * len(seqs) * 16:
+        wanted = np.zeros(last - first + 1, dtype=bool)
+        wanted[seqs - first] = True
+        codec = Codec(trace.registry)
+        decoders: dict[int, Any] = {}
+        kinds = trace.code_table("kind")
+        for seq, ts, kind, payload in trace.records(first, last + 1):
+            if wanted[seq - first]:
+                decode = decoders.get(kind)
+                if decode is None:
+                    decode = decoders[kind] = codec.decoder(*kinds[kind])
+                yield stamp(decode(payload), seq, ts)
         return
     breaks = np.flatnonzero(np.diff(seqs) != 1) + 1
     for run in np.split(seqs, breaks):
