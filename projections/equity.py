@@ -4,7 +4,8 @@
 Equity at an event is the state's cash valued in its main currency at the last prices seen so
 far, plus the positions' unrealized profit as last reported (``projections.summary.valuation``):
 a point is recorded at every event that changes cash, positions or a price. Prices are the
-state's ``last_price`` per asset, a point at every change. Times are the events' ``ts`` (when
+state's ``last_price`` per asset, a point at every change. Cash is the state's total of each
+currency, a point per currency at every change of it. Times are the events' ``ts`` (when
 they were recorded), so equity, prices and fills share one axis.
 """
 
@@ -17,7 +18,7 @@ import attrs
 from eventsrc import State, Trace, reduce
 from projections.summary import FillLine, all_fills, fill_line, valuation
 
-__all__ = ["EquityPoint", "History", "PricePoint", "TimedFill", "history"]
+__all__ = ["CashPoint", "EquityPoint", "History", "PricePoint", "TimedFill", "history"]
 
 
 @attrs.frozen
@@ -27,6 +28,15 @@ class EquityPoint:
     equity: Decimal
     unvalued: tuple[str, ...]
     """Currencies with cash but no price yet, left out of ``equity``."""
+
+
+@attrs.frozen
+class CashPoint:
+    seq: int
+    ts: int
+    currency: str
+    total: Decimal
+    """The currency's total after the event (exact; a currency that disappears is 0)."""
 
 
 @attrs.frozen
@@ -52,6 +62,7 @@ class History:
     fills: tuple[TimedFill, ...]
     state: State
     """The state after the last event (what ``replay_from_trace`` gives)."""
+    cash: tuple[CashPoint, ...] = ()
 
 
 def history(trace: Trace) -> History:
@@ -59,6 +70,7 @@ def history(trace: Trace) -> History:
     state = State()
     equity: list[EquityPoint] = []
     prices: list[PricePoint] = []
+    cash: list[CashPoint] = []
     for event in trace:
         before = state
         state = reduce(state, event)
@@ -67,6 +79,12 @@ def history(trace: Trace) -> History:
             for symbol, price in state.last_price.items():
                 if before.last_price.get(symbol) != price:
                     prices.append(PricePoint(seq, ts, symbol, price))
+        if state.cash is not before.cash:
+            for currency in sorted({*state.cash.keys(), *before.cash.keys()}):
+                now, then = state.cash.get(currency), before.cash.get(currency)
+                total = now.total if now is not None else Decimal(0)
+                if then is None or then.total != total:
+                    cash.append(CashPoint(seq, ts, currency, total))
         if (
             state.account is not before.account or state.last_price is not before.last_price
         ) and state.main_currency is not None:
@@ -83,4 +101,4 @@ def history(trace: Trace) -> History:
         for f in all_fills(state)
         if 0 <= f.seq < len(trace)
     )
-    return History(state.main_currency, tuple(equity), tuple(prices), fills, state)
+    return History(state.main_currency, tuple(equity), tuple(prices), fills, state, tuple(cash))

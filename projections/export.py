@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import IO, Any, Literal
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from eventsrc import Event, EventRegistry, Observation, Trace, UnknownEvent
 from projections.extra import require
-from projections.selection import kind_name
+from projections.selection import events_at, kind_name
 
 __all__ = [
     "ENVELOPE",
@@ -155,15 +155,6 @@ def columns(trace: Trace, kinds: Iterable[str] | None = None, raw: bool = False)
     if raw:
         found["raw"] = None
     return list(found)
-
-
-def events_at(trace: Trace, seqs: np.ndarray[Any, Any]) -> Iterator[Event]:
-    """The events at ``seqs`` (ascending), read a run of consecutive seqs at a time."""
-    if not len(seqs):
-        return
-    breaks = np.flatnonzero(np.diff(seqs) != 1) + 1
-    for run in np.split(seqs, breaks):
-        yield from trace.iter(int(run[0]), int(run[-1]) + 1)
 
 
 # ---------------------------------------------------------------------------------------------

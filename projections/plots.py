@@ -1,5 +1,6 @@
 """A PNG of a trace: the equity curve on top, and below it, for each asset traded (or priced, if
-none was traded), its last price over time with the fills on it (buys ▲, sells ▼).
+none was traded), its last price over time with the fills on it (buys ▲, sells ▼). And a PNG of
+the orders' latencies: a histogram per lifecycle step (``plot_latency``).
 
 Needs matplotlib (``pip install 'eventsrc[analytics]'``), imported only here, only when a plot
 is drawn; it draws with matplotlib's object API and the Agg renderer (no pyplot state, no
@@ -9,12 +10,14 @@ display).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import IO, Any
 
 from projections.equity import History
 from projections.extra import require
+from projections.lifecycles import STEPS, Lifecycle
 
-__all__ = ["MAX_ASSETS", "plot_history"]
+__all__ = ["MAX_ASSETS", "plot_history", "plot_latency"]
 
 MAX_ASSETS = 4
 """At most this many assets get a price panel (the most traded first)."""
@@ -87,3 +90,40 @@ def plot_history(found: History, out: IO[bytes], title: str = "") -> list[str]:
     axes[-1].set_xlabel("time (UTC, when recorded)")
     figure.savefig(out, format="png", dpi=100)
     return assets
+
+
+_STEP_TITLES = {
+    "acknowledge": "request -> acknowledged",
+    "first_fill": "acknowledged -> first fill",
+    "finish": "last step -> closed / canceled / rejected",
+    "total": "request -> finished",
+}
+
+
+def plot_latency(found: Iterable[Lifecycle], out: IO[bytes], title: str = "") -> dict[str, int]:
+    """A histogram of each lifecycle step's latency (ms, log scale when they span more than
+    two decades) as a PNG written to ``out``; returns how many orders each step counts."""
+    figure_module = require("matplotlib.figure", "plotting")
+    lives = list(found)
+    figure: Any = figure_module.Figure(figsize=(10, 7), layout="constrained")
+    axes: Any = figure.subplots(2, 2, squeeze=False).ravel()
+    counts: dict[str, int] = {}
+    for ax, step in zip(axes, STEPS, strict=True):
+        values = [v / 1e6 for life in lives if (v := getattr(life, f"{step}_ns")) is not None]
+        counts[step] = len(values)
+        if values:
+            low, high = min(values), max(values)
+            if low > 0 and high / low > 100:
+                numpy = require("numpy", "plotting")
+                ax.hist(values, bins=numpy.geomspace(low, high, 40), color="tab:blue")
+                ax.set_xscale("log")
+            else:
+                ax.hist(values, bins=40, color="tab:blue")
+        else:
+            ax.text(0.5, 0.5, "no order reached this step", ha="center", transform=ax.transAxes)
+        ax.set_title(f"{_STEP_TITLES[step]} ({len(values)} orders)", fontsize="medium")
+        ax.set_xlabel("ms")
+        ax.grid(alpha=0.3)
+    figure.suptitle(title or "order latencies (local clock)")
+    figure.savefig(out, format="png", dpi=100)
+    return counts

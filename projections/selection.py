@@ -10,7 +10,7 @@ inclusive.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import attrs
@@ -18,8 +18,9 @@ import numpy as np
 
 from eventsrc import Event, Trace, UnknownEvent
 from eventsrc.clock import datetime_ns
+from eventsrc.codec import Codec, stamp
 
-__all__ = ["Bound", "Selection", "kind_name"]
+__all__ = ["Bound", "Selection", "events_at", "kind_name", "select"]
 
 Bound = int | dt.datetime
 """A seq (inclusive), or an aware datetime compared with the events' ``ts``."""
@@ -47,6 +48,12 @@ class Selection:
     )
     since: Bound | None = None
     until: Bound | None = None
+
+    @classmethod
+    def of_kinds(cls, kinds: Collection[str]) -> Selection:
+        """The events of ``kinds`` only."""
+        # mypy cannot type attrs' optional(frozenset) converter's argument
+        return cls(kinds=frozenset(kinds))  # type: ignore[arg-type]
 
     @property
     def everything(self) -> bool:
@@ -110,3 +117,43 @@ def _codes(table: list[Any], names: Collection[Any], kinds: bool = False) -> lis
 
 def _in(column: np.ndarray[Any, Any], codes: list[int]) -> np.ndarray[Any, np.dtype[np.bool_]]:
     return np.isin(column, np.asarray(codes, dtype=np.int64))
+
+
+SPARSE = 8
+"""Seqs this far apart on average are read as one span of stored records (only the wanted
+payloads decoded) rather than a read per run: measured here, a read of one event costs ~90 us
+(a whole record chunk), a stored record in a span ~1.2 us, decoding one ~3 us."""
+
+
+def events_at(trace: Trace, seqs: np.ndarray[Any, Any]) -> Iterator[Event]:
+    """The events at ``seqs`` (ascending), only these payloads decoded: read a run of
+    consecutive seqs at a time, or, when they are scattered, one span of stored records."""
+    if not len(seqs):
+        return
+    first, last = int(seqs[0]), int(seqs[-1])
+    runs = int(np.count_nonzero(np.diff(seqs) != 1)) + 1
+    if runs > 1 and (last - first + 1) <= SPARSE * len(seqs) * 16:
+        wanted = np.zeros(last - first + 1, dtype=bool)
+        wanted[seqs - first] = True
+        codec = Codec(trace.registry)
+        decoders: dict[int, Any] = {}
+        kinds = trace.code_table("kind")
+        for seq, ts, kind, payload in trace.records(first, last + 1):
+            if wanted[seq - first]:
+                decode = decoders.get(kind)
+                if decode is None:
+                    decode = decoders[kind] = codec.decoder(*kinds[kind])
+                yield stamp(decode(payload), seq, ts)
+        return
+    breaks = np.flatnonzero(np.diff(seqs) != 1) + 1
+    for run in np.split(seqs, breaks):
+        yield from trace.iter(int(run[0]), int(run[-1]) + 1)
+
+
+def select(trace: Trace, selection: Selection) -> Iterator[Event]:
+    """The events of ``trace`` that ``selection`` lets through, oldest first: chosen from the
+    envelope columns (``Selection.seqs``), and only their payloads decoded. The same events,
+    in the same order, as ``filter(selection, trace)``, at the cost of the ones returned."""
+    if selection.everything:
+        return trace.iter()
+    return events_at(trace, selection.seqs(trace))
