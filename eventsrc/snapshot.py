@@ -31,6 +31,7 @@ from eventsrc.codec import (
     encode_snapshot,
     encode_state,
 )
+from eventsrc.errors import TraceReadOnly
 from eventsrc.reducer import REDUCER_VERSION
 from eventsrc.state import State
 from eventsrc.trace import Trace
@@ -43,6 +44,10 @@ SNAPSHOT_FORMAT = 4
 
 
 def _directory(trace: Trace) -> Path:
+    if trace.sealed_body is not None:
+        raise TraceReadOnly(
+            f"trace {trace.path} was opened with open_store: its snapshots are not stored"
+        )
     return trace.path / "snapshots"
 
 
@@ -87,7 +92,10 @@ def save_snapshot(trace: Trace, state: State) -> Path:
 
 
 def snapshot_seqs(trace: Trace) -> list[int]:
-    """The seqs of the snapshots stored in ``trace``, ascending."""
+    """The seqs of the snapshots stored in ``trace``, ascending (none in a sealed body opened
+    with ``Trace.open_store``: snapshots are not exported)."""
+    if trace.sealed_body is not None:
+        return []
     try:
         names = os.listdir(_directory(trace))
     except FileNotFoundError:

@@ -32,10 +32,12 @@ from eventsrc import (
     Event,
     Observation,
     Trace,
+    TraceError,
     UnknownEvent,
     replay_from_trace,
     verify,
 )
+from eventsrc.trace.store import export_body, open_body, sink_for
 from projections.equity import history
 from projections.export import (
     FORMATS,
@@ -645,6 +647,10 @@ def _size(n: int) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.to is not None:
+        return _export_to_store(args)
+    if args.format is None:
+        raise CommandError("name a format (--format) or a store to copy the trace to (--to URL)")
     if args.format == "parquet" and args.output is None:
         raise CommandError("parquet is a binary format: name the file to write with -o FILE")
     with Trace.open(args.trace, "r") as trace:
@@ -670,6 +676,46 @@ def _write(fmt: str, trace: Trace, seqs: Any, out: IO[Any], header: list[str], r
     if fmt == "csv":
         return write_csv(events, out, header, raw)
     return write_jsonl(events, out, raw)
+
+
+def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in args.storage_option or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--storage-option takes KEY=VALUE, not {item!r}")
+        try:  # numbers, booleans, objects as JSON (retries=0); anything else a string
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    if args.endpoint_url:
+        options["endpoint_url"] = args.endpoint_url
+    return options
+
+
+def _export_to_store(args: argparse.Namespace) -> int:
+    """``export TRACE --to URL``: copy the trace's sealed body into a Zarr store."""
+    if args.format is not None or args.output is not None or args.raw:
+        raise CommandError("--to copies the whole sealed trace: it takes no --format, -o or --raw")
+    if any(getattr(args, f, None) for f in ("kind", "asset", "source", "since", "until")):
+        raise CommandError("--to copies the whole sealed trace: it takes no filters")
+    source, unsealed = open_body(args.trace)
+    committed = int(source.marker()["committed"])
+    if unsealed is not None and not args.sealed_only:
+        raise CommandError(
+            f"trace {args.trace} holds events that are not sealed yet ({unsealed}); "
+            f"--sealed-only copies its {committed} sealed events without them"
+        )
+    options = _storage_options(args)
+    try:
+        n = export_body(source, sink_for(args.to, options))
+    except (TraceError, CommandError):
+        raise
+    except Exception as exc:  # the store's own errors: unreachable endpoint, no bucket, ...
+        raise CommandError(f"cannot export to {args.to}: {type(exc).__name__}: {exc}") from None
+    left = " (its unsealed events left out)" if unsealed is not None else ""
+    print(f"copied {n} sealed events to {args.to}{left}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -786,12 +832,32 @@ def register(sub: Any) -> None:
         "exact: plain decimal strings in CSV and JSON lines, decimal128 in Parquet.",
     )
     export.add_argument("trace")
-    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument("--format", choices=FORMATS)
     export.add_argument(
         "-o", "--output", metavar="FILE", help="write here (default: standard output)"
     )
     _add_filters(export)
     export.add_argument("--raw", action="store_true", help="with the raw venue payloads")
+    store = export.add_argument_group(
+        "copy to a Zarr store",
+        "--to URL copies the sealed trace (its Zarr body) into a Zarr 3 store, which "
+        "Trace.open_store reads: a directory or file://, a .zip or zip://PATH, memory://, "
+        "s3://BUCKET/PREFIX (with the s3fs package; credentials as boto reads them)",
+    )
+    store.add_argument("--to", metavar="URL", help="copy the sealed trace here")
+    store.add_argument("--endpoint-url", metavar="URL", help="an S3-compatible endpoint")
+    store.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an fsspec option of the target's file system, the value as JSON or a string "
+        "(repeatable)",
+    )
+    store.add_argument(
+        "--sealed-only",
+        action="store_true",
+        help="copy the sealed events of a trace that also holds unsealed ones",
+    )
     export.set_defaults(run=cmd_export)
 
     plot = sub.add_parser("plot", help="PNG of the equity curve and fills over price")

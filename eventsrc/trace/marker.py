@@ -47,6 +47,13 @@ def read_meta(root: Path) -> dict[str, Any]:
         raise NotATrace(f"{root} is not a trace (no zarr.json)") from None
     except (ValueError, OSError) as exc:
         raise NotATrace(f"{root} is not a trace (unreadable zarr.json: {exc})") from None
+    return marker_of(doc, root)
+
+
+def marker_of(doc: Any, root: Path | str) -> dict[str, Any]:
+    """The commit marker in a trace group's metadata document ``doc`` (its ``zarr.json``,
+    parsed), checked: NotATrace, TraceVersionError or TraceCorrupted naming ``root`` (a path,
+    or a store's URL) if it is not one this eventsrc reads."""
     meta = doc.get("attributes", {}).get("eventsrc") if isinstance(doc, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise NotATrace(f"{root} is a Zarr group but not an eventsrc trace")
@@ -60,9 +67,9 @@ def read_meta(root: Path) -> dict[str, Any]:
     return meta
 
 
-def _check(root: Path, meta: dict[str, Any]) -> None:
+def _check(root: Path | str, meta: dict[str, Any]) -> None:
     """TraceCorrupted, naming the key, unless the marker holds what a trace needs."""
-    where = f"trace {root}: its commit marker ({root / 'zarr.json'}, attributes.eventsrc)"
+    where = f"trace {root}: its commit marker ({root}/zarr.json, attributes.eventsrc)"
     for key, kind in (
         ("committed", int),
         ("unit", int),

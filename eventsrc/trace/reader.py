@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -36,6 +36,14 @@ ITER_BLOCK = 32768
 Block = tuple[int, int, Sequence[bytes], bool]
 """``(first, stop, items, prefixed)``: stored records of events ``first..stop-1``, event
 ``first + i`` in ``items[i]``; ``prefixed``: the records start with their length."""
+
+
+class SealedColumns(Protocol):
+    """What the reader needs of a sealed body: ranges of a column and of the record items."""
+
+    def column(self, name: str, start: int, stop: int) -> np.ndarray[Any, Any]: ...
+
+    def records(self, start: int, stop: int) -> list[bytes]: ...
 
 
 class Ring:
@@ -70,12 +78,13 @@ class RecordReader:
         committed: int,
         segments: dict[int, list[bytes]],
         ring: Ring,
-        body: BodyReader | None = None,
+        body: SealedColumns | None = None,
     ) -> None:
-        """``body``: the body reader of an earlier view of the same trace, to reuse."""
+        """``body``: the body reader of an earlier view of the same trace, to reuse, or the
+        sealed body of a trace in another store (store.py)."""
         self.root = root
         self.where = f"trace {root}"
-        self.body = BodyReader(root, record_chunk) if body is None else body
+        self.body: SealedColumns = BodyReader(root, record_chunk) if body is None else body
         self.unit = unit
         self.record_chunk = record_chunk
         self.committed = committed

@@ -51,7 +51,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, NoReturn, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 import msgspec
 import numpy as np
@@ -83,6 +83,11 @@ from eventsrc.trace.recovery import (
     wal_state,
 )
 from eventsrc.trace.tables import CodeTables, Column
+
+if TYPE_CHECKING:
+    from zarr.abc.store import Store
+
+    from eventsrc.trace.store import SealedBody
 
 __all__ = ["Durability", "Mode", "Recovery", "Trace"]
 
@@ -180,6 +185,63 @@ class Trace:
             ) from exc
         return trace
 
+    @classmethod
+    def open_store(
+        cls,
+        source: str | os.PathLike[str] | Store | SealedBody,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        sealed_only: bool = False,
+        registry: EventRegistry = REGISTRY,
+    ) -> Trace:
+        """Open the SEALED body of a trace read-only, from any Zarr 3 store (see store.py).
+
+        ``source``: a path or URL (``file://``, a trace directory, ``zip://PATH`` or a ``.zip``
+        path, ``memory://...``, ``s3://bucket/prefix`` and any other fsspec URL; their
+        ``storage_options``, e.g. ``{"endpoint_url": ...}``, go to fsspec), a
+        ``zarr.abc.store.Store``, or a ``SealedBody``. The trace reads only its sealed events
+        (``len(trace) == trace.committed``): one that also holds events not sealed yet (a
+        local trace's write-ahead segments) is refused with TraceError, unless
+        ``sealed_only=True`` (then those are left out; ``Trace.open`` reads them all). It
+        never changes; ``check()`` is for local traces (``Trace.open``).
+        """
+        from eventsrc.trace.store import open_body
+
+        body, unsealed = open_body(source, storage_options)
+        meta = body.marker()
+        committed = int(meta["committed"])
+        if unsealed is not None and not sealed_only:
+            raise TraceError(
+                f"trace {body.where} holds events that are not sealed ({unsealed}); open it "
+                f"with Trace.open to read them all, or with sealed_only=True to read only its "
+                f"{committed} sealed events"
+            )
+        trace = cls.__new__(cls)
+        trace.path = Path(body.where)
+        trace.mode = "r"
+        trace.durability = "none"
+        trace.registry = registry
+        trace.recovery = Recovery()
+        trace._closed = False
+        trace._codec = Codec(registry)
+        trace._decoders = []
+        trace._appender = None
+        trace._in_memory = IN_MEMORY
+        trace._tables = CodeTables.from_marker(meta, f"trace {body.where}")
+        trace._sealed_body = body
+        trace._reader = RecordReader(
+            trace.path,
+            int(meta["unit"]),
+            int(meta["record_chunk"]),
+            committed,
+            {},
+            Ring(committed, [], []),
+            body=body,
+        )
+        return trace
+
+    _sealed_body: SealedBody | None = None
+    """The body a trace opened with ``open_store`` reads (None: a trace directory)."""
     _closed: bool
     _codec: Codec
     _decoders: list[Callable[[bytes], Event]]
@@ -259,7 +321,7 @@ class Trace:
     def refresh(self) -> None:
         """Readers: catch up with what the writer has written since open (or the last refresh)."""
         self._check_open()
-        if self.mode == "r":
+        if self.mode == "r" and self._sealed_body is None:  # a sealed body never changes
             self._read_view()
 
     def _open_writer(
@@ -391,6 +453,12 @@ class Trace:
         return self._reader.ring.end
 
     @property
+    def sealed_body(self) -> SealedBody | None:
+        """The sealed body a trace opened with ``open_store`` reads; None for a trace
+        directory opened with ``open``."""
+        return self._sealed_body
+
+    @property
     def committed(self) -> int:
         """How many events the sealed Zarr body holds (the rest are in the write-ahead tail)."""
         return self._reader.committed
@@ -487,6 +555,11 @@ class Trace:
         """Read every sealed chunk and write-ahead segment from disk and report what is wrong
         (see integrity.py): in any mode, reporting corruption rather than raising it."""
         self._check_open()
+        if self._sealed_body is not None:
+            raise TraceError(
+                f"trace {self.path}: check() reads a trace directory; this one was opened "
+                "with open_store (read its events to check them, or export it to a directory)"
+            )
         return check_trace(self.path, self._decode)
 
     def column(self, name: str) -> np.ndarray[Any, Any]:
