@@ -62,7 +62,8 @@ __all__ = [
 ]
 
 Location = str | os.PathLike[str]
-"""Where a trace is: a local path today (store URLs are ``open_trace``'s to add)."""
+"""Where a trace is: a local path, or a store URL of a sealed trace (``zip://``,
+``memory://``, ``s3://``, any fsspec URL: see ``Trace.open_store``)."""
 Scheduler = Literal["threads", "processes", "sync"]
 TRACE = "trace"
 """The column (or structured field) naming the trace a row came from."""
@@ -74,10 +75,11 @@ _PURPOSE = "running a projection over many traces"
 def open_trace(location: Location) -> Trace:
     """Open the trace at ``location`` read-only: the one place a location becomes a Trace.
 
-    Today a local path (``Trace.open(path, "r")``); a store URL is refused with a clear error
-    until a store opener is plugged in here."""
+    A local path opens with ``Trace.open(path, "r")`` (its write-ahead tail included); a store
+    URL (``scheme://...``) with ``Trace.open_store``, which reads a sealed trace from any Zarr
+    store (credentials and endpoints from the environment, as fsspec reads them)."""
     if isinstance(location, str) and _URL.match(location):
-        raise ValueError(f"{location}: store URLs are not supported yet, only local paths")
+        return Trace.open_store(location)
     return Trace.open(location, "r")
 
 

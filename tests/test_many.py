@@ -3,6 +3,7 @@ and a distributed LocalCluster give the same concatenated table, value by value.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from distributed import Client, LocalCluster
 
 from adapters import synthetic
 from eventsrc import Trace, TraceNotFound, replay_from_trace
+from eventsrc.trace.store import LocalBody, export_body, sink_for
 from projections.many import Outcome, ProjectionFailed, concat, each, open_trace, over
 from projections.stats import trace_stats
 from projections.summary import all_fills, fill_line
@@ -198,10 +200,24 @@ def test_results_of_other_sorts_are_refused_with_the_trace_named(paths: list[Pat
     assert isinstance(empty, pd.DataFrame) and list(empty.columns) == ["trace"]
 
 
-def test_open_trace_is_read_only_and_refuses_store_urls_for_now(paths: list[Path]) -> None:
+def test_open_trace_is_read_only_and_opens_store_urls(paths: list[Path], tmp_path: Path) -> None:
     with open_trace(paths[0]) as trace:
         assert trace.mode == "r"
-    with pytest.raises(ValueError, match="store URLs are not supported yet"):
-        open_trace("s3://bucket/run-0")
     with pytest.raises(TraceNotFound):
         open_trace(paths[0].parent / "nothing")
+    # a sealed trace in a zip and in fsspec memory, run over by URL, as a local one
+    sealed = tmp_path / "sealed"
+    with Trace.open(sealed, "w", unit=64, record_chunk=16) as trace:
+        trace.extend(synthetic.stream(64 * 3, seed=5))
+    urls = [f"zip://{tmp_path / 'copy.zip'}", f"memory://many-tests/{uuid.uuid4().hex}"]
+    for url in urls:
+        export_body(LocalBody(sealed), sink_for(url))
+
+    def kinds(trace: Trace) -> list[dict[str, Any]]:
+        return [{"kind": e.kind, "seq": e.seq} for e in trace]
+
+    local = over([sealed], kinds, progress=False)
+    for url in urls:
+        remote = over([url], kinds, progress=False)
+        assert list(remote["trace"].unique()) == [url]
+        assert remote.drop(columns="trace").equals(local.drop(columns="trace"))
