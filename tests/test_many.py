@@ -217,7 +217,9 @@ def test_open_trace_is_read_only_and_opens_store_urls(paths: list[Path], tmp_pat
         return [{"kind": e.kind, "seq": e.seq} for e in trace]
 
     local = over([sealed], kinds, progress=False)
+    assert isinstance(local, pd.DataFrame)
     for url in urls:
         remote = over([url], kinds, progress=False)
+        assert isinstance(remote, pd.DataFrame)
         assert list(remote["trace"].unique()) == [url]
         assert remote.drop(columns="trace").equals(local.drop(columns="trace"))
