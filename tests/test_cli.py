@@ -49,6 +49,7 @@ from eventsrc import (
     verify,
 )
 from projections.equity import history
+from projections.lifecycles import lifecycles
 from projections.summary import valuation
 
 
@@ -822,6 +823,20 @@ def test_plot_draws_the_equity_curve_and_fills_as_a_png(
     fills = sum(1 for o in state.orders.values() for f in o.fills if f.amount)
     assert drawn["fills"] == fills and drawn["assets"] == ["BTC/USDT", "ETH/USDT"]
     assert D(drawn["final_equity"]) == valuation(state).equity
+
+
+def test_plot_latency_draws_each_order_steps_latency(
+    run_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "latency.png"
+    drawn = run_json(capsys, "plot", str(run_trace), "--latency", "-o", str(out), "--json")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Trace.open(run_trace) as trace:
+        found = lifecycles(trace)
+    assert drawn["orders"] == len(found) > 0
+    for step, counted in drawn["steps"].items():
+        assert counted == sum(1 for life in found if getattr(life, f"{step}_ns") is not None)
 
 
 def test_the_equity_history_ends_where_replay_does(run_trace: Path) -> None:

@@ -51,8 +51,9 @@ from projections.export import (
     write_parquet,
 )
 from projections.extra import MissingExtra, require
+from projections.lifecycles import lifecycles
 from projections.lineage import lineage
-from projections.plots import plot_history
+from projections.plots import plot_history, plot_latency
 from projections.selection import Bound, Selection, kind_name
 from projections.stats import trace_stats
 from projections.summary import Summary, summarize
@@ -723,6 +724,8 @@ def _export_to_store(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    if args.latency:
+        return _plot_latency(args)
     target = args.output or f"{Path(args.trace).resolve().name or 'trace'}.png"
     with Trace.open(args.trace, "r") as trace:
         _extra("matplotlib", "plot")
@@ -749,6 +752,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
             + f", {len(found.fills)} fills"
             + (f" on {', '.join(assets)}" if assets else "")
         )
+    return 0
+
+
+def _plot_latency(args: argparse.Namespace) -> int:
+    """``plot --latency``: how fast the venue answered each step of the orders' lives."""
+    target = args.output or f"{Path(args.trace).resolve().name or 'trace'}-latency.png"
+    with Trace.open(args.trace, "r") as trace:
+        _extra("matplotlib", "plot")
+        found = lifecycles(trace)
+        title = f"{trace.path.name}: latency of each order step"
+    with _output(target, binary=True) as out:
+        counts = plot_latency(found, out, title)
+    if args.json:
+        dump_json({"path": target, "orders": len(found), "steps": counts})
+    else:
+        steps = ", ".join(f"{step} {n}" for step, n in counts.items())
+        print(f"wrote {target}: latency of {len(found)} orders ({steps})")
     return 0
 
 
@@ -864,4 +884,9 @@ def register(sub: Any) -> None:
     plot.add_argument("trace")
     plot.add_argument("-o", "--output", metavar="FILE.png", help="where (default: TRACE.png)")
     plot.add_argument("--json", action="store_true", help="print what was drawn as JSON")
+    plot.add_argument(
+        "--latency",
+        action="store_true",
+        help="a histogram of the venue's latency per order step instead",
+    )
     plot.set_defaults(run=cmd_plot)
