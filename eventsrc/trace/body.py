@@ -206,10 +206,10 @@ class BodyWriter:
 
 
 class BodyReader:
-    """Reads ranges of the sealed body. Envelope columns go through zarr-python (reopened when
-    they have grown); the record column is read straight from its chunk files, with the same
-    checks zarr makes (crc32c, zstd, vlen-bytes): through zarr a streaming read cost ~3.8 us
-    an event, directly ~1.5, most of it zstd."""
+    """Reads ranges of the sealed body straight from its chunk files, with the same checks
+    zarr makes (crc32c, zstd, vlen-bytes; zarr-python opens the arrays to check their shapes,
+    reopened when they have grown): through zarr a streaming read of records cost ~3.8 us an
+    event, directly ~1.5, most of it zstd; a column ~1.7x less time."""
 
     def __init__(self, root: Path, record_chunk: int) -> None:
         self.root = root
@@ -241,8 +241,15 @@ class BodyReader:
     def column(self, name: str, start: int, stop: int) -> np.ndarray[Any, Any]:
         if stop <= start:
             return np.empty(0, dtype=HEAD_DTYPE[name])
-        array = self._array(name, stop)
-        values = self._read(array, name, slice(start, stop), start, stop)
+        chunk = int(self._array(name, stop).chunks[0])  # (checks the arrays hold ``stop``)
+        # Straight from the chunk files, checked as zarr checks them: ~1.7x faster than
+        # through zarr-python, whose per-chunk machinery dominates a column read.
+        parts = []
+        for index in range(start // chunk, (stop - 1) // chunk + 1):
+            first = index * chunk
+            values = self.column_chunk(name, index, chunk)
+            parts.append(values[max(start, first) - first : min(stop, first + chunk) - first])
+        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
         self._check(name, values, start)
         return values
 
@@ -298,23 +305,6 @@ class BodyReader:
             return bytes(self._zstd.decode(body)), where
         except Exception as exc:  # numcodecs raises plain RuntimeError/ValueError
             raise TraceCorrupted(f"{where} cannot be decoded ({exc})") from None
-
-    def _read(
-        self, array: Any, name: str, sel: slice, start: int, stop: int
-    ) -> np.ndarray[Any, Any]:
-        try:
-            return array[sel]  # type: ignore[no-any-return]
-        except Exception as exc:
-            raise self._damage(name, start, stop, exc) from exc
-
-    def _damage(self, name: str, start: int, stop: int, exc: Exception) -> TraceCorrupted:
-        chunk = self._arrays[name].chunks[0]
-        chunks = sorted({start // chunk, (stop - 1) // chunk})
-        where = ", ".join(f"{name}/c/{c}" for c in range(chunks[0], chunks[-1] + 1))
-        return TraceCorrupted(
-            f"trace body at {self.root}: chunk(s) {where} cannot be read ({type(exc).__name__}: "
-            f"{exc})"
-        )
 
     def _check(self, name: str, values: np.ndarray[Any, Any], start: int) -> None:
         bad = np.flatnonzero(values == FILL[name])
