@@ -18,7 +18,6 @@ import numpy as np
 
 from eventsrc import Event, Trace, UnknownEvent
 from eventsrc.clock import datetime_ns
-from eventsrc.codec import Codec, stamp
 
 __all__ = ["Bound", "Selection", "events_at", "kind_name", "select"]
 
@@ -135,15 +134,9 @@ def events_at(trace: Trace, seqs: np.ndarray[Any, Any]) -> Iterator[Event]:
     if runs > 1 and (last - first + 1) <= SPARSE * len(seqs) * 16:
         wanted = np.zeros(last - first + 1, dtype=bool)
         wanted[seqs - first] = True
-        codec = Codec(trace.registry)
-        decoders: dict[int, Any] = {}
-        kinds = trace.code_table("kind")
-        for seq, ts, kind, payload in trace.records(first, last + 1):
-            if wanted[seq - first]:
-                decode = decoders.get(kind)
-                if decode is None:
-                    decode = decoders[kind] = codec.decoder(*kinds[kind])
-                yield stamp(decode(payload), seq, ts)
+        for record in trace.records(first, last + 1):
+            if wanted[record[0] - first]:
+                yield trace.decode(record)
         return
     breaks = np.flatnonzero(np.diff(seqs) != 1) + 1
     for run in np.split(seqs, breaks):

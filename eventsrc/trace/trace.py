@@ -485,7 +485,10 @@ class Trace:
             decoders.append(self._codec.decoder(name, version))
         return decoders[code]
 
-    def _decode(self, record: Record) -> Event:
+    def decode(self, record: Record) -> Event:
+        """The event a record of ``records()`` holds, stamped with its seq and ts (a payload
+        that cannot be decoded is TraceCorrupted): for readers that choose records before
+        decoding them."""
         seq, ts, kind, payload = record
         try:
             event = self._decoder(kind)(payload)
@@ -498,7 +501,7 @@ class Trace:
     def iter(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
         """Stream events ``start..stop-1`` (default: all), reading stored events a block at a
         time (bounded memory)."""
-        decode = self._decode
+        decode = self.decode
         for record in self.records(start, stop):
             yield decode(record)
 
@@ -524,7 +527,7 @@ class Trace:
         seq = index + n if index < 0 else index
         if not 0 <= seq < n:
             raise IndexError(f"seq {index} is out of range for a trace of {n} events")
-        return self._decode(self._reader.record(seq))
+        return self.decode(self._reader.record(seq))
 
     def tail(
         self,
@@ -560,7 +563,7 @@ class Trace:
                 f"trace {self.path}: check() reads a trace directory; this one was opened "
                 "with open_store (read its events to check them, or export it to a directory)"
             )
-        return check_trace(self.path, self._decode)
+        return check_trace(self.path, self.decode)
 
     def column(self, name: str) -> np.ndarray[Any, Any]:
         """One envelope column for every event, as a numpy array.
