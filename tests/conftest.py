@@ -34,3 +34,12 @@ def own_decimal_context() -> Iterator[None]:
     half up, Underflow trapped); a test that calls it must not change how later tests round."""
     with decimal.localcontext(decimal.Context()):
         yield
+
+
+@pytest.fixture
+def tail_unsealed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing a trace leaves its last, partial unit in the write-ahead segment only (as a
+    writer that died after its last fsync leaves it), instead of sealing it into the body."""
+    import eventsrc.trace.trace as trace_module
+
+    monkeypatch.setattr(trace_module, "seal_tail", lambda root, end: 0)

@@ -25,6 +25,12 @@ from eventsrc.trace.segment import list_segments
 SMALL: dict[str, Any] = {"unit": 64, "record_chunk": 16}
 
 
+@pytest.fixture(autouse=True)
+def _crash_layout(tail_unsealed: None) -> None:
+    """The faults here are those a crash leaves: the newest events in the write-ahead segment
+    only (a clean close seals them into the body: test_sealed_tail.py)."""
+
+
 def write(path: Path, n: int) -> None:
     """n events, one append (one frame: durability "sync") each."""
     with Trace.open(path, "w", **SMALL) as trace:

@@ -18,6 +18,12 @@ SMALL: dict[str, Any] = {"unit": 64, "record_chunk": 16}
 CHUNKS, EVENTS = 3 * (7 + 4), 200
 
 
+@pytest.fixture(autouse=True)
+def _crash_layout(tail_unsealed: None) -> None:
+    """Every trace here is as a crash leaves it: its last 8 events in the segment only.
+    (test_sealed_tail.py checks traces whose close sealed them.)"""
+
+
 def write(path: Path, n: int = EVENTS) -> None:
     with Trace.open(path, "w", **SMALL) as trace:
         for i in range(n):

@@ -156,7 +156,9 @@ def test_a_snapshot_makes_the_events_it_covers_durable_first(trace_path: Path) -
             assert load_snapshot(reader, 49) == state
 
 
-def test_a_snapshot_of_events_lost_in_a_crash_is_ignored(trace_path: Path, tmp_path: Path) -> None:
+def test_a_snapshot_of_events_lost_in_a_crash_is_ignored(
+    trace_path: Path, tmp_path: Path, tail_unsealed: None
+) -> None:
     import shutil
 
     with Trace.open(trace_path, "w", durability="sync") as trace:

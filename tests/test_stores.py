@@ -165,7 +165,9 @@ def test_every_body_backend_keeps_the_contract(
     with pytest.raises(ValueError):
         sink.write_unit(1, items[:UNIT])  # events 0.. are not unit 1
     with pytest.raises(ValueError):
-        sink.write_unit(0, items[: UNIT - 1])  # not a whole unit
+        sink.write_unit(0, items[: UNIT + 1])  # more than a unit
+    with pytest.raises(ValueError):
+        sink.write_unit(0, [])  # nothing
     for index in range(UNITS):
         sink.write_unit(index, items[index * UNIT : (index + 1) * UNIT])
         # Written, not committed: nothing a reader sees.
@@ -191,6 +193,40 @@ def test_every_body_backend_keeps_the_contract(
         assert np.array_equal(trace.column("ts"), original.column("ts"))
         assert trace.tail(3, asset="BTC/USDT") == original.tail(3, asset="BTC/USDT")
         assert state_hash(replay_from_trace(trace)) == state_hash(replay_from_trace(original))
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_every_body_backend_takes_a_partial_last_unit(
+    name: str, sealed: Path, tmp_path: Path
+) -> None:
+    """A closed trace's last unit is partial (closing seals it): every backend stores and
+    reads it back, and a trace directory made of it takes more events."""
+    source = LocalBody(sealed)
+    tables = CodeTables.from_marker(source.marker(), "source")
+    n = UNIT + 10
+    items = source.records(0, n)
+    heads = envelope_table(items, prefixed=False)
+    sink, reader = BACKENDS[name](tmp_path)
+    sink.create(UNIT, CHUNK)
+    sink.write_unit(0, items[:UNIT])
+    with pytest.raises(ValueError):
+        sink.write_unit(1, items[UNIT + 1 : n])  # not from the unit's first event
+    sink.write_unit(1, items[UNIT:n])
+    sink.commit(n, tables)
+    body = reader()
+    assert body.marker()["committed"] == n
+    for start, stop in ((0, n), (UNIT - 1, n), (n - 1, n), (UNIT + 2, UNIT + 5)):
+        assert body.records(start, stop) == items[start:stop]
+        for column in COLUMNS:
+            assert np.array_equal(body.column(column, start, stop), heads[column][start:stop])
+    with Trace.open(sealed) as original, Trace.open_store(body) as trace:
+        assert len(trace) == n and events_of(trace) == events_of(original)[:n]
+    if name == "local":  # a trace directory: a writer goes on where the copy ends
+        with Trace.open(tmp_path / "t", "a") as trace:
+            trace.extend(synthetic.stream(UNIT, seed=4))
+        with Trace.open(tmp_path / "t") as trace, Trace.open(sealed) as original:
+            assert len(trace) == trace.committed == n + UNIT and trace.check().ok
+            assert events_of(trace)[:n] == events_of(original)[:n]
 
 
 def test_a_body_written_through_zarr_is_a_trace_the_local_writer_appends_to(
@@ -236,7 +272,9 @@ def test_a_sealed_trace_copied_to_a_store_reads_back_equal(
         export_body(LocalBody(sealed), sink_for(url))  # never over an existing one
 
 
-def test_a_trace_with_unsealed_events_is_refused_or_read_sealed_only(tmp_path: Path) -> None:
+def test_a_trace_with_unsealed_events_is_refused_or_read_sealed_only(
+    tmp_path: Path, tail_unsealed: None
+) -> None:
     path = tmp_path / "partial"
     write_sealed(path, n=UNIT * 2 + 10)  # 10 events stay in the write-ahead segment
     with pytest.raises(TraceError, match=r"not sealed .*sealed_only=True .*128 sealed events"):
@@ -287,7 +325,7 @@ def test_export_to_s3_then_open_from_s3_equals_the_local_trace(
 
 
 def test_export_to_errors_are_one_line(
-    sealed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sealed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], tail_unsealed: None
 ) -> None:
     def fails(*argv: str) -> str:
         assert main(["export", *argv]) != 0

@@ -704,8 +704,9 @@ def _export_to_store(args: argparse.Namespace) -> int:
     committed = int(source.marker()["committed"])
     if unsealed is not None and not args.sealed_only:
         raise CommandError(
-            f"trace {args.trace} holds events that are not sealed yet ({unsealed}); "
-            f"--sealed-only copies its {committed} sealed events without them"
+            f"trace {args.trace} holds events that are not sealed yet ({unsealed}): a "
+            f"writer has it open, or was stopped before closing it (closing seals every "
+            f"event); --sealed-only copies its {committed} sealed events without them"
         )
     options = _storage_options(args)
     try:

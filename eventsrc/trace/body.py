@@ -170,31 +170,46 @@ class BodyWriter:
         for name in self._metadata:
             (root / name / "c").mkdir(exist_ok=True)
 
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        if path.exists():  # a partial unit's chunk: readers may be reading its rows
+            replace_file(path, data)
+        else:
+            write_file(path, data)
+
     def _chunk(self, raw: bytes | np.ndarray[Any, Any]) -> bytes:
         compressed = bytes(self._zstd.encode(raw))
         checksum: int = google_crc32c.value(compressed)
         return compressed + checksum.to_bytes(4, "little")
 
     def write_unit(self, index: int, records: list[bytes]) -> None:
-        """Write unit ``index`` (its write-ahead records) to every column and
-        grow the arrays over it, durably."""
-        start, stop = index * self.unit, (index + 1) * self.unit
-        if len(records) != self.unit:
-            raise ValueError(f"unit {index} must hold {self.unit} events, not {len(records)}")
+        """Write unit ``index`` (its write-ahead records: all ``unit`` of them, or the first
+        ones of the last unit, as closing a trace seals it) to every column and grow the
+        arrays over it, durably. A partial unit's chunks are padded with the fill value, as
+        zarr pads a chunk past an array's end; chunk files already there (a partial unit
+        sealed before) are replaced atomically, so the rows they hold stay readable."""
+        start, stop = index * self.unit, index * self.unit + len(records)
+        if not 0 < len(records) <= self.unit:
+            raise ValueError(f"unit {index} must hold 1..{self.unit} events, not {len(records)}")
         heads = envelope_table(records, prefixed=True)
         if heads["seq"][0] != start or not np.array_equal(heads["seq"], np.arange(start, stop)):
             raise ValueError(f"unit {index} does not hold events {start}..{stop - 1}")
+        pad = self.unit - len(records)
         for name in COLUMNS:
             column = np.ascontiguousarray(heads[name])
-            write_file(self.root / name / "c" / str(index), self._chunk(column))
+            if pad:
+                column = np.concatenate([column, np.full(pad, FILL[name], dtype=column.dtype)])
+            self._write(self.root / name / "c" / str(index), self._chunk(column))
         per_unit = self.unit // self.record_chunk
         count = struct.pack("<I", self.record_chunk)
-        for j in range(per_unit):
+        empty = struct.pack("<I", 0)  # an empty item: the record column's fill value
+        for j in range(-(-len(records) // self.record_chunk)):
             # vlen-bytes: the item count, then each item as (uint32 length, bytes), which is
             # exactly a write-ahead record.
-            raw = b"".join([count, *records[j * self.record_chunk : (j + 1) * self.record_chunk]])
+            items = records[j * self.record_chunk : (j + 1) * self.record_chunk]
+            raw = b"".join([count, *items, empty * (self.record_chunk - len(items))])
             path = self.root / RECORD / "c" / str(index * per_unit + j)
-            write_file(path, self._chunk(raw))
+            self._write(path, self._chunk(raw))
         for name, doc in self._metadata.items():
             fsync_path(self.root / name / "c")  # the new chunk files' directory entries
             if doc["shape"][0] < stop:
@@ -261,24 +276,25 @@ class BodyReader:
         found: list[bytes] = []
         for index in range(start // chunk, (stop - 1) // chunk + 1):
             first = index * chunk
-            items = self._record_chunk_items(index)
+            items = self._record_chunk_items(index, min(stop - first, chunk))
             found.extend(items[max(start, first) - first : min(stop, first + chunk) - first])
         return found
 
-    def _record_chunk_items(self, index: int) -> list[bytes]:
+    def _record_chunk_items(self, index: int, valid: int) -> list[bytes]:
         raw, where = self._decompressed(RECORD, index)
         try:
             items: list[bytes] = self._vlen.decode(raw).tolist()
         except Exception as exc:  # numcodecs raises plain RuntimeError/ValueError
             raise TraceCorrupted(f"{where} cannot be decoded ({exc})") from None
-        if len(items) != self._record_chunk or not all(items):
+        if len(items) != self._record_chunk or not all(items[:valid]):
             raise TraceCorrupted(f"{where} holds {len(items)} records, some empty")
         return items
 
-    def record_chunk(self, index: int) -> list[bytes]:
+    def record_chunk(self, index: int, valid: int | None = None) -> list[bytes]:
         """The items of chunk ``index`` of the record column, checked (crc32c, zstd, vlen-bytes,
-        item count); TraceCorrupted naming the chunk if they fail."""
-        return self._record_chunk_items(index)
+        item count, none of the first ``valid`` empty: default all, a chunk of the last,
+        partial unit holds fewer events); TraceCorrupted naming the chunk if they fail."""
+        return self._record_chunk_items(index, self._record_chunk if valid is None else valid)
 
     def column_chunk(self, name: str, index: int, unit: int) -> np.ndarray[Any, Any]:
         """The values of chunk ``index`` (``unit`` events) of an envelope column, checked the

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -29,11 +30,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from eventsrc.errors import TraceCorrupted, TraceError
-from eventsrc.trace.body import BodyWriter
+from eventsrc.trace.body import BodyReader, BodyWriter
 from eventsrc.trace.files import fsync_dir
 from eventsrc.trace.marker import read_meta, write_meta
+from eventsrc.trace.record import LENGTH_SIZE, written_seq
 from eventsrc.trace.segment import list_segments, scan_segment, segment_name
 from eventsrc.trace.tables import CodeTables
+
+_LENGTH = struct.Struct("<I")
+assert _LENGTH.size == LENGTH_SIZE
 
 _CHILD = """
 import importlib.util, sys
@@ -128,20 +133,36 @@ class Committer:
 # The child
 
 
-def seal(root: Path, index: int, meta: dict[str, Any], body: BodyWriter) -> dict[str, Any]:
-    """Seal unit ``index`` from its segment; returns the new commit marker (already written)."""
-    unit = int(meta["unit"])
-    path = root / "wal" / segment_name(index * unit)
-    scan = scan_segment(path)
+def unit_records(
+    root: Path, meta: dict[str, Any], index: int
+) -> tuple[list[bytes], CodeTables, Path]:
+    """The written records of unit ``index`` as far as they go, with the code tables that
+    decode them: those the body holds already (a partial unit sealed when the trace was last
+    closed) from the body, which is their truth, the rest from the unit's segment."""
+    unit, committed = int(meta["unit"]), int(meta["committed"])
+    start = index * unit
+    path = root / "wal" / segment_name(start)
+    scan = scan_segment(path, skip_below=committed)
     tables = CodeTables.from_marker(meta, f"trace {root}")
     for definition in scan.definitions:
         tables.learn(definition, str(path))
-    if len(scan.records) < unit:
+    records: list[bytes] = []
+    if committed > start:
+        held = BodyReader(root, int(meta["record_chunk"])).records(start, committed)
+        records = [_LENGTH.pack(len(item)) + item for item in held]
+    records += [r for r in scan.records if written_seq(r) >= start + len(records)]
+    return records, tables, path
+
+
+def seal(root: Path, index: int, meta: dict[str, Any], body: BodyWriter) -> dict[str, Any]:
+    """Seal unit ``index`` from its segment; returns the new commit marker (already written)."""
+    unit = int(meta["unit"])
+    records, tables, path = unit_records(root, meta, index)
+    if len(records) < unit:
         raise TraceCorrupted(
-            f"{path}: unit {index} was handed over with {len(scan.records)} of {unit} events "
-            f"({scan.problem or 'short segment'})"
+            f"{path}: unit {index} was handed over with {len(records)} of {unit} events"
         )
-    body.write_unit(index, scan.records[:unit])
+    body.write_unit(index, records[:unit])
     # The segment after the unit must exist before the marker points at it (recovery.py); the
     # writer created it, durably unless its durability is "none": make its entry durable here.
     if not (root / "wal" / segment_name((index + 1) * unit)).exists():
@@ -154,6 +175,32 @@ def seal(root: Path, index: int, meta: dict[str, Any], body: BodyWriter) -> dict
         if start + unit <= meta["committed"]:
             old.unlink(missing_ok=True)
     return meta
+
+
+def seal_tail(root: Path, end: int) -> int:
+    """Seal the last, partial unit of a trace that holds ``end`` events, from its segment,
+    into the body (closing a trace does it, once the committer has sealed every whole unit);
+    returns the new committed length. Chunk files first, then the marker: a crash or a full
+    disk between them leaves the marker as it was, and the segment, which stays until the
+    unit is complete, still holds every event. Only the lock's holder may call it."""
+    meta = read_meta(root)
+    unit, committed = int(meta["unit"]), int(meta["committed"])
+    if end <= committed:
+        return committed
+    index = committed // unit
+    if end > (index + 1) * unit:
+        raise TraceError(f"trace {root}: units before event {end} are not sealed yet")
+    records, tables, path = unit_records(root, meta, index)
+    if len(records) < end - index * unit:
+        raise TraceCorrupted(
+            f"{path}: holds {len(records)} events, not the {end - index * unit} to seal"
+        )
+    body = BodyWriter(root, unit, int(meta["record_chunk"]))
+    body.write_unit(index, records[: end - index * unit])
+    meta.update(tables.to_marker())
+    meta["committed"] = end
+    write_meta(root, meta)
+    return end
 
 
 def main(argv: list[str], stdin: TextIO, stdout: TextIO) -> int:

@@ -91,30 +91,32 @@ def _check(root: Path, meta: dict[str, Any], decode: Callable[[Record], Event]) 
     seqs = 0
     recovered: list[Record] = []
     per_unit = unit // record_chunk
-    for index in range(committed // unit):
+    for index in range(-(-committed // unit)):  # the last unit may be partial (closing seals it)
         start = index * unit
+        held = min(unit, committed - start)
         columns: dict[str, np.ndarray[Any, Any]] = {}
         for name in COLUMNS:
             chunks += 1
             try:
-                columns[name] = body.column_chunk(name, index, unit)
+                columns[name] = body.column_chunk(name, index, unit)[:held]
             except TraceError as exc:
                 problems.append(str(exc))
-        checked = np.zeros(unit, dtype=bool)
+        checked = np.zeros(held, dtype=bool)
         if "seq" in columns:
             checked[:] = True
             _compare(problems, f"{at_body} seq/c/{index}", columns["seq"], start, "seq", None)
-        for j in range(per_unit):
+        for j in range(-(-held // record_chunk)):
             chunk = index * per_unit + j
             first = start + j * record_chunk
+            valid = min(record_chunk, held - j * record_chunk)
             chunks += 1
             try:
-                items = body.record_chunk(chunk)
+                items = body.record_chunk(chunk, valid)[:valid]
             except TraceError as exc:
                 problems.append(str(exc))
                 continue
             table = envelope_table(items, prefixed=False)
-            at = slice(j * record_chunk, (j + 1) * record_chunk)
+            at = slice(j * record_chunk, j * record_chunk + valid)
             checked[at] = True
             _compare(problems, f"{at_body} record/c/{chunk}", table["seq"], first, "seq", None)
             for name, values in columns.items():

@@ -83,7 +83,8 @@ def _check(root: Path | str, meta: dict[str, Any]) -> None:
         if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
             raise TraceCorrupted(f"{where} has a {key!r} that is not a {kind.__name__}")
     unit, chunk, committed = meta["unit"], meta["record_chunk"], meta["committed"]
-    if unit <= 0 or chunk <= 0 or unit % chunk or committed < 0 or committed % unit:
+    # committed need not be a whole number of units: closing a trace seals its last, partial one
+    if unit <= 0 or chunk <= 0 or unit % chunk or committed < 0:
         raise TraceCorrupted(
             f"{where} has impossible sizes (unit {unit}, record_chunk {chunk}, "
             f"committed {committed})"

@@ -16,6 +16,7 @@ snapshot of ``committed`` so the tiers cannot shift under them.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -76,7 +77,7 @@ class RecordReader:
         unit: int,
         record_chunk: int,
         committed: int,
-        segments: dict[int, list[bytes]],
+        segments: dict[int, tuple[int, list[bytes]]],
         ring: Ring,
         body: SealedColumns | None = None,
     ) -> None:
@@ -91,7 +92,8 @@ class RecordReader:
         """How many events the sealed body holds."""
         self.committed_changed = threading.Condition()
         self.segments = segments
-        """Records of unsealed segments (length-prefixed) as last scanned, by start seq."""
+        """Records of unsealed segments (length-prefixed) as last scanned, by start seq: the
+        seq of the first one kept (older ones the body holds need not be), and the records."""
         self.ring = ring
         self._span = unit * max(1, -(-ITER_BLOCK // unit))
         self._cached: Block | None = None
@@ -116,6 +118,25 @@ class RecordReader:
             end = min(end, stop)
             yield from read_items(items, prefixed, first, seq, end, where)
             seq = end
+
+    def records_at(self, seqs: Sequence[int]) -> Iterator[Record]:
+        """The records of ``seqs`` (ascending, within the trace), each read from the block
+        that holds it: only these are split out of their blocks, not every one between."""
+        where = self.where
+        i, n = 0, len(seqs)
+        while i < n:
+            seq = int(seqs[i])
+            ring = self.ring
+            if seq >= ring.start:
+                for s in seqs[i:]:
+                    yield from read_ring(ring.heads, ring.payloads, ring.start, s, s + 1, where)
+                return
+            # a record chunk at a time: a chunk holding none of ``seqs`` is never read
+            first, end, items, prefixed = self._block(seq, self.record_chunk)
+            j = bisect.bisect_left(seqs, end, i)
+            for s in seqs[i:j]:
+                yield from read_items(items, prefixed, first, s, s + 1, where)
+            i = j
 
     def record(self, seq: int) -> Record:
         """The record of event ``seq`` (within the trace)."""
@@ -145,16 +166,21 @@ class RecordReader:
             start = seq - seq % self.unit
             for sealed in [k for k in self.segments if k + self.unit <= self.committed]:
                 del self.segments[sealed]
-            records = self.segments.get(start)
-            if records is None or seq - start >= len(records):
+            first, records = self.segments.get(start, (start, None))
+            if records is None or not first <= seq < first + len(records):
                 try:
-                    records = scan_segment(self.root / "wal" / segment_name(start)).records
+                    scan = scan_segment(
+                        self.root / "wal" / segment_name(start),
+                        skip_below=min(committed, seq),  # older events: in the body
+                    )
                 except FileNotFoundError:
                     # Sealed and removed since we last looked: the body has it now.
                     self.raise_committed(int(read_meta(self.root)["committed"]))
                     committed = min(self.committed, start + self.unit)
                     continue
-                self.segments[start] = records
+                first, records = scan.first, scan.records
+                self.segments[start] = (first, records)
+            start = first
             stop = min(start + len(records), self.ring.start)
             if seq >= stop:
                 raise TraceCorrupted(

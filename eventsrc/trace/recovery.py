@@ -126,7 +126,7 @@ def survey(root: Path, committed: int, unit: int, tables: CodeTables) -> Unseale
             expected += unit
         files += 1
         try:
-            scans.append(scan_segment(path))
+            scans.append(scan_segment(path, skip_below=committed))  # the body has the rest
         except TraceCorrupted as exc:
             problems.append(str(exc))
         expected = start + unit

@@ -30,13 +30,14 @@ import google_crc32c
 
 from eventsrc.errors import TraceCorrupted
 from eventsrc.trace.files import fsync_dir as fsync_dir  # (snapshot.py takes it from here)
-from eventsrc.trace.record import HEAD, parse_records
+from eventsrc.trace.record import HEAD, LENGTH_SIZE, parse_records
 from eventsrc.trace.tables import Definition
 
 FRAME = struct.Struct("<II")
 MAGIC = b"ESWAL\x00\x00\x02"
 SEGMENT_HEADER = struct.Struct("<8sq")
 MAX_FRAME = 1 << 30
+_SEQ = struct.Struct("<q")
 
 crc32 = google_crc32c.value
 """Frames are checksummed with CRC-32C (hardware-accelerated: ~25 GB/s here vs ~3 for zlib's)."""
@@ -75,6 +76,8 @@ class SegmentScan:
     path: Path
     start: int
     records: list[bytes] = attrs.field(factory=list)
+    first: int = attrs.field(default=attrs.Factory(lambda self: self.start, takes_self=True))
+    """The seq of ``records[0]``: ``start``, unless frames were skipped (``skip_below``)."""
     definitions: list[Definition] = attrs.field(factory=list)
     end: int = SEGMENT_HEADER.size
     """Offset just past the last good frame (0: not even the header is whole)."""
@@ -104,8 +107,13 @@ def _frame_at(data: bytes, off: int, n: int) -> int | None:
     return end if checksum == crc else None
 
 
-def scan_segment(path: Path) -> SegmentScan:
+def scan_segment(path: Path, skip_below: int | None = None) -> SegmentScan:
     """Read every well-formed frame of a segment file, stopping at the first that is not.
+
+    ``skip_below``: frames holding only events older than this seq (those the body holds
+    already) are checked (crc32c) but not split into records, and ``first`` says where the
+    records kept begin. A frame is skipped when the next good frame begins below
+    ``skip_below``, so a definition record is only ever skipped with the events that need it.
 
     Raises TraceCorrupted if the file is not a segment, or if a failing frame is followed by a
     good one (damage in the middle: dropping the rest would lose recorded events).
@@ -127,18 +135,27 @@ def scan_segment(path: Path) -> SegmentScan:
         raise TraceCorrupted(f"{path} is not an eventsrc write-ahead segment (bad header)")
     scan = SegmentScan(path, start, size=n)
     off = SEGMENT_HEADER.size
+    end = _frame_at(data, off, n)
+    skipping = skip_below is not None
     while off < n:
-        end = _frame_at(data, off, n)
         if end is None:
             scan.problem, scan.torn = _classify(data, off, n, path)
             break
+        following = _frame_at(data, end, n) if end < n else None
+        if skipping:
+            at = end + FRAME.size + LENGTH_SIZE  # the next frame's first record's seq
+            if following is not None and _SEQ.unpack_from(data, at)[0] < skip_below:
+                off, end = end, following
+                continue
+            skipping = False
+            scan.first = _SEQ.unpack_from(data, off + FRAME.size + LENGTH_SIZE)[0]
         overrun = parse_records(data, off + FRAME.size, end, scan.records, scan.definitions)
         if overrun is not None:
             raise TraceCorrupted(
                 f"{path}: a frame at byte {off} passes its checksum but {overrun} "
                 "(written by a faulty writer?)"
             )
-        off = end
+        off, end = end, following
     scan.end = off
     return scan
 
@@ -188,6 +205,24 @@ def create_segment(wal_dir: Path, start: int, sync: bool) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def write_segment(wal_dir: Path, start: int, records: list[bytes]) -> None:
+    """Create the segment starting at ``start`` holding ``records`` (written records, their
+    length first) as one frame, durably: for a body copied elsewhere whose last unit is
+    partial, so a writer can go on appending to it. The segment must not exist yet."""
+    path = wal_dir / segment_name(start)
+    if path.exists():
+        raise FileExistsError(f"{path} exists")
+    fd = create_segment(wal_dir, start, sync=True)
+    try:
+        body = b"".join(records)
+        view = memoryview(FRAME.pack(len(body), crc32(body)) + body)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 class SegmentWriter:

@@ -43,7 +43,14 @@ from eventsrc.trace.body import COLUMNS, FILL, RECORD, BodyReader, BodyWriter, _
 from eventsrc.trace.marker import FORMAT, FORMAT_VERSION, create, marker_of, read_meta, write_meta
 from eventsrc.trace.record import HEAD_DTYPE, envelope_table
 from eventsrc.trace.recovery import drop_sealed_segments
-from eventsrc.trace.segment import SEGMENT_HEADER, create_segment, segment_name, segment_start
+from eventsrc.trace.segment import (
+    SEGMENT_HEADER,
+    create_segment,
+    scan_segment,
+    segment_name,
+    segment_start,
+    write_segment,
+)
 from eventsrc.trace.tables import CodeTables
 
 if TYPE_CHECKING:
@@ -97,7 +104,8 @@ class BodySink(Protocol):
 
     def write_unit(self, index: int, items: Sequence[bytes]) -> None:
         """Write unit ``index`` (``unit`` items of the record column, events
-        ``index*unit..``) to every column; not part of the body until ``commit``."""
+        ``index*unit..``; fewer for the last unit) to every column; not part of the body
+        until ``commit``."""
         ...
 
     def commit(self, committed: int, tables: CodeTables) -> None:
@@ -126,11 +134,12 @@ def _check_fill(where: str, name: str, values: np.ndarray[Any, Any], start: int)
 
 
 def _check_unit(unit: int, index: int, items: Sequence[bytes]) -> np.ndarray[Any, Any]:
-    """The envelopes of a unit's items, checked to be events ``index*unit..``."""
-    if len(items) != unit:
-        raise ValueError(f"unit {index} must hold {unit} events, not {len(items)}")
+    """The envelopes of a unit's items, checked to be events ``index*unit..`` (all ``unit``
+    of them, or the first ones of the last unit)."""
+    if not 0 < len(items) <= unit:
+        raise ValueError(f"unit {index} must hold 1..{unit} events, not {len(items)}")
     heads = envelope_table(items, prefixed=False)
-    if not np.array_equal(heads["seq"], np.arange(index * unit, (index + 1) * unit)):
+    if not np.array_equal(heads["seq"], np.arange(index * unit, index * unit + len(items))):
         raise ValueError(f"unit {index} does not hold events {index * unit}..")
     return heads
 
@@ -167,8 +176,17 @@ class LocalBody:
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(wal):
                 start = segment_start(Path(entry.path))
-                if start is not None:
-                    found.append((start, entry.stat().st_size))
+                if start is None:
+                    continue
+                size = entry.stat().st_size
+                unit = int(self.marker()["unit"])
+                if start < committed < start + unit:  # a partial unit sealed: anything more?
+                    with contextlib.suppress(FileNotFoundError):
+                        scan = scan_segment(Path(entry.path), skip_below=committed)
+                        if scan.first + len(scan.records) > committed or scan.problem:
+                            found.append((committed, size))
+                    continue
+                found.append((start, size))
         return _unsealed(found, committed)
 
 
@@ -194,6 +212,7 @@ class LocalSink:
         self.where = str(self.root)
         self._writer: BodyWriter | None = None
         self._unit = 0
+        self._last: tuple[int, list[bytes]] = (-1, [])
 
     def create(self, unit: int, record_chunk: int) -> None:
         if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
@@ -205,12 +224,20 @@ class LocalSink:
     def write_unit(self, index: int, items: Sequence[bytes]) -> None:
         assert self._writer is not None, "create() first"
         _check_unit(self._unit, index, items)
-        self._writer.write_unit(index, [_LENGTH.pack(len(item)) + item for item in items])
+        records = [_LENGTH.pack(len(item)) + item for item in items]
+        self._writer.write_unit(index, records)
+        self._last = (index, records)
 
     def commit(self, committed: int, tables: CodeTables) -> None:
         wal = self.root / "wal"
-        if not (wal / segment_name(committed)).exists():  # always exists (recovery.py)
-            os.close(create_segment(wal, committed, sync=True))
+        start = committed - committed % self._unit
+        if not (wal / segment_name(start)).exists():  # always exists (recovery.py)
+            if start == committed:
+                os.close(create_segment(wal, committed, sync=True))
+            else:  # a partial last unit: its segment holds its events, as a writer left it
+                index, records = self._last
+                assert index * self._unit == start and len(records) == committed - start
+                write_segment(wal, start, records)
         meta = read_meta(self.root)
         meta.update(committed=committed, **tables.to_marker())
         write_meta(self.root, meta)
@@ -356,7 +383,7 @@ class ZarrSink:
     def write_unit(self, index: int, items: Sequence[bytes]) -> None:
         assert self._group is not None, "create() first"
         heads = _check_unit(self._unit, index, items)
-        start, stop = index * self._unit, (index + 1) * self._unit
+        start, stop = index * self._unit, index * self._unit + len(items)
         for name, array in self._arrays.items():
             if array.shape[0] < stop:
                 array.resize((stop,))
@@ -519,11 +546,11 @@ def sink_for(url: str, storage_options: dict[str, Any] | None = None) -> BodySin
 
 
 def units(body: SealedBody) -> Iterator[tuple[int, list[bytes]]]:
-    """The sealed units of a body, with their items."""
+    """The sealed units of a body, with their items (the last may be partial)."""
     meta = body.marker()
-    unit = int(meta["unit"])
-    for index in range(int(meta["committed"]) // unit):
-        yield index, body.records(index * unit, (index + 1) * unit)
+    unit, committed = int(meta["unit"]), int(meta["committed"])
+    for index in range(-(-committed // unit)):
+        yield index, body.records(index * unit, min((index + 1) * unit, committed))
 
 
 def export_body(source: SealedBody, sink: BodySink) -> int:

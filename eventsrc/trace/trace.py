@@ -49,7 +49,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
@@ -69,6 +69,7 @@ from eventsrc.errors import (
 from eventsrc.events import REGISTRY, Event, EventRegistry, TraceRecovered
 from eventsrc.trace.appender import DURABILITY, Appender
 from eventsrc.trace.body import COLUMNS, body_metadata, check_appendable
+from eventsrc.trace.committer import seal_tail
 from eventsrc.trace.integrity import Integrity, check_trace
 from eventsrc.trace.marker import create, read_meta, take_lock
 from eventsrc.trace.reader import RecordReader, Ring
@@ -266,7 +267,7 @@ class Trace:
             int(meta["unit"]),
             int(meta["record_chunk"]),
             committed,
-            {scan.start: scan.records for scan in unsealed.scans},
+            {scan.start: (scan.first, scan.records) for scan in unsealed.scans},
             ring,
             body=None if previous is None else previous.body,
         )
@@ -432,10 +433,26 @@ class Trace:
             return
         try:
             appender.close()
+            self._seal_tail()
         finally:
             os.close(self._lock_fd)
             self._lock_fd = -1
             _open_writers.discard(self)
+
+    def _seal_tail(self) -> None:
+        """Seal the last, partial unit, so a closed trace is columnar to its end (readable
+        from its columns, exportable whole, opened without parsing its segment). Everything
+        is durable in the segment already: a failure here costs only that, and is logged."""
+        try:
+            seal_tail(self.path, len(self))
+        except (OSError, TraceError) as exc:
+            log.warning(
+                "trace %s: its last %d events stay in the write-ahead segment only "
+                "(sealing them failed: %s)",
+                self.path,
+                len(self) - self.committed,
+                exc,
+            )
 
     def __enter__(self) -> Trace:
         return self
@@ -477,6 +494,17 @@ class Trace:
         n = len(self)
         stop = n if stop is None else min(stop, n)
         return self._reader.records(max(start, 0), stop)
+
+    def records_at(self, seqs: Sequence[int] | np.ndarray[Any, Any]) -> Iterator[Record]:
+        """The stored records (as ``records`` gives them) of the events ``seqs``, ascending:
+        for readers that chose events from the envelope columns; only these records are
+        split out of the blocks that hold them."""
+        self._check_open()
+        wanted = [int(s) for s in seqs]  # (numpy integers, say: seqs are plain ints)
+        n = len(self)
+        if wanted and not 0 <= wanted[0] <= wanted[-1] < n:
+            raise IndexError(f"trace {self.path}: seqs {wanted[0]}..{wanted[-1]} not in 0..{n - 1}")
+        return self._reader.records_at(wanted)
 
     def _decoder(self, code: int) -> Callable[[bytes], Event]:
         decoders = self._decoders
