@@ -118,29 +118,12 @@ def _in(column: np.ndarray[Any, Any], codes: list[int]) -> np.ndarray[Any, np.dt
     return np.isin(column, np.asarray(codes, dtype=np.int64))
 
 
-SPARSE = 8
-"""Seqs this far apart on average are read as one span of stored records (only the wanted
-payloads decoded) rather than a read per run: measured here, a read of one event costs ~90 us
-(a whole record chunk), a stored record in a span ~1.2 us, decoding one ~3 us."""
-
-
 def events_at(trace: Trace, seqs: np.ndarray[Any, Any]) -> Iterator[Event]:
-    """The events at ``seqs`` (ascending), only these payloads decoded: read a run of
-    consecutive seqs at a time, or, when they are scattered, one span of stored records."""
-    if not len(seqs):
-        return
-    first, last = int(seqs[0]), int(seqs[-1])
-    runs = int(np.count_nonzero(np.diff(seqs) != 1)) + 1
-    if runs > 1 and (last - first + 1) <= SPARSE * len(seqs) * 16:
-        wanted = np.zeros(last - first + 1, dtype=bool)
-        wanted[seqs - first] = True
-        for record in trace.records(first, last + 1):
-            if wanted[record[0] - first]:
-                yield trace.decode(record)
-        return
-    breaks = np.flatnonzero(np.diff(seqs) != 1) + 1
-    for run in np.split(seqs, breaks):
-        yield from trace.iter(int(run[0]), int(run[-1]) + 1)
+    """The events at ``seqs`` (ascending), only these payloads decoded, and only the record
+    chunks that hold them read (``Trace.records_at``)."""
+    decode = trace.decode
+    for record in trace.records_at(seqs):
+        yield decode(record)
 
 
 def select(trace: Trace, selection: Selection) -> Iterator[Event]:
