@@ -5,11 +5,14 @@ sealing it whole later rewrites the partial chunks in place of the old ones, ato
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters import synthetic
 from eventsrc import Trace, replay_from_trace
@@ -137,3 +140,37 @@ def test_a_segment_damaged_where_the_body_holds_its_events_loses_nothing(
         assert trace.committed == len(trace) and trace[:100] == written
         assert seqless(trace[:])[-50:] == seqless(events[100:])
         assert trace.check().ok, trace.check().problems
+
+
+@pytest.fixture(scope="module")
+def three_tiers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A trace whose events lie in every tier: sealed units, a partial unit sealed at close,
+    then more in the segment (a crash's layout)."""
+    path = tmp_path_factory.mktemp("tiers") / "t"
+    events = stream(300, seed=8)
+    with Trace.open(path, "w", unit=UNIT, record_chunk=CHUNK) as trace:
+        trace.extend(events[:150])  # 2 units sealed whole, 22 events sealed at close
+    with Trace.open(path, "a") as writer:  # still open: its events in the segment only
+        writer.extend(events[150:])
+        writer.flush()
+        yield path
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_records_at_reads_exactly_the_records_asked_for(
+    three_tiers: Path, data: st.DataObject
+) -> None:
+    with Trace.open(three_tiers) as trace:
+        n = len(trace)
+        assert 0 < trace.committed < n
+        seqs = sorted(data.draw(st.sets(st.integers(0, n - 1), max_size=80)))
+        everything = list(trace.records())
+        assert list(trace.records_at(seqs)) == [everything[s] for s in seqs]
+        assert list(trace.records_at(np.asarray(seqs, dtype=np.int64))) == [
+            everything[s] for s in seqs
+        ]
+    with Trace.open(three_tiers) as trace, pytest.raises(IndexError):
+        list(trace.records_at([n]))

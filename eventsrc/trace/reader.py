@@ -120,22 +120,36 @@ class RecordReader:
             seq = end
 
     def records_at(self, seqs: Sequence[int]) -> Iterator[Record]:
-        """The records of ``seqs`` (ascending, within the trace), each read from the block
-        that holds it: only these are split out of their blocks, not every one between."""
+        """The records of ``seqs`` (ascending, within the trace): sealed ones from runs of
+        the record chunks that hold them (a chunk holding none is never read; a run's
+        chunks are decompressed together, on a few threads), the rest from their segment
+        or memory; only the records asked for are split out."""
         where = self.where
+        chunk = self.record_chunk
+        committed = self.committed  # one snapshot: the committer may move on
         i, n = 0, len(seqs)
+        while i < n and seqs[i] < committed:
+            first = seqs[i] - seqs[i] % chunk
+            stop = first  # extend over consecutive chunks that hold a wanted seq
+            j = i
+            while j < n and seqs[j] < min(stop + chunk, committed) and stop - first < self._span:
+                stop = min(stop + chunk, committed)
+                j = bisect.bisect_left(seqs, stop, j)
+            items = self.body.records(first, stop)
+            for s in seqs[i:j]:
+                yield from read_items(items, False, first, s, s + 1, where)
+            i = j
         while i < n:
-            seq = int(seqs[i])
+            seq = seqs[i]
             ring = self.ring
             if seq >= ring.start:
                 for s in seqs[i:]:
                     yield from read_ring(ring.heads, ring.payloads, ring.start, s, s + 1, where)
                 return
-            # a record chunk at a time: a chunk holding none of ``seqs`` is never read
-            first, end, items, prefixed = self._block(seq, self.record_chunk)
+            first, end, block_items, prefixed = self._block(seq, self.record_chunk)
             j = bisect.bisect_left(seqs, end, i)
             for s in seqs[i:j]:
-                yield from read_items(items, prefixed, first, s, s + 1, where)
+                yield from read_items(block_items, prefixed, first, s, s + 1, where)
             i = j
 
     def record(self, seq: int) -> Record:
