@@ -175,7 +175,11 @@ class ServerFaults:
       -1003 body (ccxt: DDoSProtection);
     - ``server_error``: 500 (-1001 "Internal error"), 502 (an HTML gateway page) or 503 (-1008
       "Server is currently overloaded"), one of the three drawn;
-    - ``reset``: the connection is closed without an answer.
+    - ``reset``: the connection is closed without an answer. aiohttp (under ccxt) sends an
+      idempotent request (GET, DELETE) again, once, when that happens on a reused connection,
+      so most resets of those surface as nothing, or as the answer to the second try (a
+      cancel's "Unknown order sent." when the first had canceled it); a create is not sent
+      again: it surfaces as ExchangeNotAvailable.
 
     After it took effect (creates and cancels only; drawn for every request, applied to those):
 
