@@ -37,6 +37,7 @@ __all__ = [
     "VENUE_STATUSES",
     "balance_observed",
     "carries_state",
+    "client_order_id_of",
     "fees",
     "order_observed",
     "position_observed",
@@ -148,13 +149,28 @@ def carries_state(order: Mapping[str, Any]) -> bool:
     )
 
 
+def client_order_id_of(order: Mapping[str, Any]) -> str | None:
+    """The client order id of a ccxt unified order: the order's OWN. Binance (and the venues
+    that copy its API) answers a cancel with ``clientOrderId`` set to the cancel request's id
+    (a random one unless the cancel sends its own) and the order's as ``origClientOrderId``;
+    ccxt reads the first. The fold takes a venue's report of an order's client id as its
+    name, so the cancel's id would rename the order (and an engine would no longer know it as
+    one it placed)."""
+    info = order.get("info")
+    if isinstance(info, Mapping):
+        original = info.get("origClientOrderId")
+        if original is not None and original != "":
+            return str(original)
+    return _str(order.get("clientOrderId"))
+
+
 def order_observed(
     order: Mapping[str, Any], *, source: str = "", cause: int | str | None = None
 ) -> OrderObserved:
     """A ccxt unified order; the whole dict is kept as ``raw``."""
     return OrderObserved(
         order_id=_str(order.get("id")),
-        client_order_id=_str(order.get("clientOrderId")),
+        client_order_id=client_order_id_of(order),
         side=_str(order.get("side")),
         order_type=_str(order.get("type")),
         status=_str(order.get("status")),

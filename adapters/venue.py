@@ -55,6 +55,7 @@ import msgspec
 from adapters.observations import (
     balance_observed,
     carries_state,
+    client_order_id_of,
     order_observed,
     position_observed,
     raw_payload,
@@ -564,9 +565,7 @@ class CcxtVenue:
             events: list[Event] = [
                 CancelObserved(
                     order_id=str(order.get("id") or order_id),
-                    client_order_id=None
-                    if order.get("clientOrderId") is None
-                    else str(order["clientOrderId"]),
+                    client_order_id=client_order_id_of(order),
                     status=None if order.get("status") is None else str(order["status"]),
                     asset=symbol,
                     exchange_ts=_ms(order.get("timestamp")),

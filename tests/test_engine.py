@@ -8,12 +8,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import pytest
 
-from adapters.sim import Faults, SimExchange, VirtualClock
+from adapters.sim import Faults, SimExchange, Truth, VirtualClock
 from adapters.sim.markets import DEFAULT_MARKETS, RandomWalk
 from adapters.venue import CcxtVenue
 from eventsrc import (
@@ -60,7 +60,14 @@ def totals(state: State) -> dict[str, Decimal]:
     return {c: v.total for c, v in state.cash.items() if v.total}
 
 
-def truth_totals(ex: SimExchange) -> dict[str, Decimal]:
+class HasTruth(Protocol):
+    """A venue whose truth tests compare with: ``SimExchange``, or the simulated Binance
+    server (``adapters.sim.server``: in this process or another)."""
+
+    def truth(self) -> Truth: ...
+
+
+def truth_totals(ex: HasTruth) -> dict[str, Decimal]:
     return {c: b["total"] for c, b in ex.truth().balances.items() if b["total"]}
 
 
@@ -68,7 +75,7 @@ def filled_by_order(state: State) -> dict[str, tuple[Decimal, Decimal]]:
     return {oid: (o.filled, o.cost) for oid, o in state.orders.items() if o.filled}
 
 
-def truth_filled_by_order(ex: SimExchange) -> dict[str, tuple[Decimal, Decimal]]:
+def truth_filled_by_order(ex: HasTruth) -> dict[str, tuple[Decimal, Decimal]]:
     found: dict[str, tuple[Decimal, Decimal]] = {}
     for fill in ex.truth().fills:
         filled, cost = found.get(fill.order_id, (D(0), D(0)))
