@@ -6,6 +6,7 @@ from __future__ import annotations
 import decimal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -43,3 +44,14 @@ def tail_unsealed(monkeypatch: pytest.MonkeyPatch) -> None:
     import eventsrc.trace.trace as trace_module
 
     monkeypatch.setattr(trace_module, "seal_tail", lambda root, end: 0)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The summary tables of the reliability runs (crash, soak) this session ran."""
+    from tests.reliability import REPORTS
+
+    if REPORTS:
+        terminalreporter.section("reliability runs")
+        for report in REPORTS:
+            terminalreporter.write_line(report.table())
+            terminalreporter.write_line("")
