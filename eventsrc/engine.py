@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import enum
 import hashlib
 import itertools
 import logging
@@ -99,6 +100,14 @@ _LIVE = frozenset({ACKNOWLEDGED, OPEN, PARTIALLY_FILLED})
 """Statuses of an order that may still fill."""
 _UNSETTLED = frozenset({REQUESTED, FAILED, ACKNOWLEDGED})
 """Statuses of a request the venue has not named yet that may still become an order."""
+
+
+class _Send(enum.Enum):
+    SEND = "send"
+
+
+_SEND = _Send.SEND
+"""A known client order id's request the venue says it never received: send it."""
 
 
 class Missing:
@@ -621,6 +630,10 @@ class Engine:
         is recorded). ``synced``: if nothing was observed in time, fetch the order and its
         trades once before answering."""
         market = self._arguments(symbol, side, amount, price, type)
+        if client_order_id is not None and self._state.order(client_order_id) is not None:
+            known = await self._known_intent(symbol, client_order_id)
+            if known is not _SEND:
+                return known
         cid = client_order_id or self._new_cid()
         sent = market.amount_to_precision(amount)
         if price is not None:
@@ -666,6 +679,37 @@ class Engine:
             return fill
         order = self._state.order(cid)
         if order is None or order.status in TERMINAL:
+            return None
+        return MISSING
+
+    async def _known_intent(self, symbol: str, cid: str) -> Fill | Missing | _Send | None:
+        """``create_order`` with a client order id the trace knows (an intent retried after
+        a restart, say) never places a second order: a request the venue never answered is
+        looked up first, and sent again (``_SEND``) only if the venue has no order under
+        it; else the order is answered as a create would (its first fill, MISSING while
+        live, None once over or when the venue cannot say), the decision recorded."""
+        order = self._state.order(cid)
+        assert order is not None
+        if order.order_id is None and order.status in _UNSETTLED:
+            found = await self._look_up(symbol, cid)
+            request = self._state.order(cid)
+            if found is False and request is not None and request.order_id is None:
+                return _SEND
+        order = self._state.order(cid)
+        assert order is not None
+        status = "unknown" if order.order_id is None else order.status
+        await self.record(
+            Decision(
+                "known_client_order_id",
+                {"client_order_id": cid, "status": status},
+                asset=symbol,
+                source="engine",
+            )
+        )
+        fill = self._fill_of(cid)()
+        if fill is not None:
+            return fill
+        if order.order_id is None or order.status in TERMINAL:
             return None
         return MISSING
 

@@ -28,6 +28,7 @@ from eventsrc import (
     Missing,
     Note,
     OrderRejected,
+    OrderRequested,
     State,
     SyncCompleted,
     Trace,
@@ -795,3 +796,50 @@ def test_a_fetched_balance_that_leaves_a_currency_out_holds_it_at_zero(tmp_path:
         return engine.state
 
     replays_to(path, run(main))
+
+
+def test_a_client_order_id_the_trace_knows_never_places_a_second_order(tmp_path: Path) -> None:
+    """An intent named by its own client order id, retried (after a restart, say), is one
+    order: an order the trace knows is answered, not placed again; a request recorded but
+    never answered is looked up first, and sent only if the venue has no order under it."""
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=7)
+
+    async def first() -> None:
+        async with Engine.open(
+            path, CcxtVenue(ex), universe=SPOT, main_currency="USDT", clock=ex.clock
+        ) as engine:
+            fill = await engine.create_order(
+                "BTC/USDT", "buy", D("0.01"), type="market", client_order_id="intent-1"
+            )
+            assert isinstance(fill, Fill)
+            again = await engine.create_order(
+                "BTC/USDT", "buy", D("0.01"), type="market", client_order_id="intent-1"
+            )
+            assert isinstance(again, Fill) and again.order_id == fill.order_id  # not placed again
+            # A crash came after this request was recorded and before it was sent.
+            await engine.record(
+                OrderRequested("intent-2", "buy", "market", D("0.01"), None, asset="BTC/USDT")
+            )
+
+    async def second() -> State:
+        async with Engine.open(
+            path, CcxtVenue(ex), universe=SPOT, main_currency="USDT", clock=ex.clock
+        ) as engine:
+            for _ in range(2):  # the venue has no intent-2: sent, once
+                placed = await engine.create_order(
+                    "BTC/USDT", "buy", D("0.01"), type="market", client_order_id="intent-2"
+                )
+                assert isinstance(placed, Fill)
+            again = await engine.create_order(
+                "BTC/USDT", "buy", D("0.01"), type="market", client_order_id="intent-1"
+            )
+            assert isinstance(again, Fill)
+            assert totals(engine.state) == truth_totals(ex)
+        return engine.state
+
+    run(first)
+    live = run(second)
+    placed = sorted(o.client_order_id or "" for o in ex.venue.orders.values())
+    assert placed == ["intent-1", "intent-2"]
+    replays_to(path, live)

@@ -623,3 +623,35 @@ def test_fault_specs_parse_and_print_back() -> None:
     with pytest.raises(ValueError, match="add up"):
         ServerFaults.every(0.2)
     assert json.loads(json.dumps(SimServer(seed=0).truth_json()))["faults"] == {}
+
+
+def test_an_intent_retried_under_its_client_order_id_is_one_order_on_binance(
+    tmp_path: Path,
+) -> None:
+    """Binance takes a finished order's client order id again (it refuses only an open
+    order's): an intent retried under its own id must not become a second order there."""
+    path = tmp_path / "trace"
+    server = SimServer(seed=3, tick_seconds=FAST)
+
+    async def main() -> State:
+        async with server.running():
+            for _ in range(2):  # a restart between the two tries
+                async with Engine.open(
+                    path,
+                    CcxtVenue(binance_client(server.url)),
+                    universe=SPOT,
+                    main_currency="USDT",
+                    clock=WallClock(),
+                    watchers=False,
+                ) as engine:
+                    for _ in range(2):
+                        fill = await engine.create_order(
+                            "BTC/USDT", "buy", D("0.001"), type="market", client_order_id="i-1"
+                        )
+                        assert isinstance(fill, Fill)
+            return engine.state
+
+    live = run(main)
+    assert server.truth().client_order_ids() == ["i-1"]
+    assert totals(live) == truth_totals(server)
+    replays_to(path, live)
