@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import ccxt
@@ -30,7 +30,7 @@ from adapters.sim.server import (
     DEFAULT_API_KEY,
     DEFAULT_SECRET,
     ServerFaults,
-    ServerProcess,
+    ServerTruth,
     SimServer,
     binance_client,
     fault_schedule,
@@ -536,7 +536,11 @@ async def trade(
     return engine.state  # closed: the trace holds every event of it
 
 
-def engine_equals_truth(state: State, server: ServerProcess | SimServer) -> None:
+class HasServerTruth(Protocol):
+    def truth(self) -> ServerTruth: ...
+
+
+def engine_equals_truth(state: State, server: HasServerTruth) -> None:
     """Balances (free and used too: the last thing the engine did was a sync), fills, open
     orders and every order's client id, as the server has them."""
     assert totals(state) == truth_totals(server)
