@@ -59,10 +59,12 @@ import numpy as np
 from eventsrc.clock import TimeSource, WallClock
 from eventsrc.codec import Codec, stamp
 from eventsrc.errors import (
+    EventsrcError,
     TraceClosed,
     TraceCorrupted,
     TraceError,
     TraceExists,
+    TraceNotFound,
     TraceReadOnly,
     TraceStorageError,
 )
@@ -170,6 +172,13 @@ class Trace:
         trace._decoders = []
         trace._appender = None
         trace._in_memory = in_memory
+        trace._writer_options = {
+            "durability": durability,
+            "clock": clock,
+            "registry": registry,
+            "group_interval": group_interval,
+            "in_memory": in_memory,
+        }
         try:
             if mode == "r":
                 trace._open_reader()
@@ -240,6 +249,8 @@ class Trace:
         )
         return trace
 
+    _writer_options: dict[str, Any] | None = None
+    """How a writer was opened (``reopen`` opens it again alike)."""
     _sealed_body: SealedBody | None = None
     """The body a trace opened with ``open_store`` reads (None: a trace directory)."""
     _closed: bool
@@ -437,6 +448,30 @@ class Trace:
             self._lock_fd = -1
             _open_writers.discard(self)
 
+    def reopen(self) -> Trace:
+        """A writer whose appends failed (a full or read-only disk, an I/O error) takes no
+        more events (a frame written after a failed one would read as damage); once the file
+        system takes writes again, ``reopen`` closes this object (releasing its lock; the
+        failure it reports is not raised again) and opens the trace again for appending,
+        with the same options. Opening runs recovery: events whose write was cut short are
+        set aside and a TraceRecovered event records it (see the module docstring), so the
+        new trace holds the first ``durable`` events of this one, maybe some after them, and
+        nothing else. Raises what ``Trace.open`` raises if it cannot be opened yet
+        (TraceStorageError while the disk still refuses), and TraceNotFound if the trace is
+        gone (it is never created afresh). Read what is not durable (``iter(durable)``)
+        before: this object is closed afterwards, whether the reopening succeeds or not."""
+        options = self._writer_options
+        if self.mode == "r" or options is None:
+            raise TraceReadOnly(f"trace {self.path} was not opened for writing: nothing to reopen")
+        if not self._closed:
+            try:
+                self.close()
+            except (EventsrcError, OSError) as exc:  # the failure that made the caller reopen
+                log.info("trace %s: closed for reopening: %s", self.path, exc)
+        if not self.path.is_dir():
+            raise TraceNotFound(f"trace {self.path} is gone: it cannot be reopened")
+        return Trace.open(self.path, "a", **options)
+
     def __enter__(self) -> Trace:
         return self
 
@@ -457,6 +492,14 @@ class Trace:
         """The sealed body a trace opened with ``open_store`` reads; None for a trace
         directory opened with ``open``."""
         return self._sealed_body
+
+    @property
+    def durable(self) -> int:
+        """How many events are known to be on disk, fsynced: the first ``durable`` events
+        survive a crash or a failed write (see the module docstring for when an append
+        becomes durable); the events appended since may not. A reader: all it reads."""
+        appender = self._appender
+        return len(self) if appender is None else min(appender.durable, len(self))
 
     @property
     def committed(self) -> int:
