@@ -273,6 +273,30 @@ def test_a_failed_writer_says_what_is_durable_and_reopens_with_it(
         again.reopen()  # never a new trace where one was
 
 
+def test_a_snapshot_the_disk_cannot_take_raises_and_leaves_no_part_of_it(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsrc import replay_from_trace, save_snapshot, snapshot_seqs
+
+    write(trace_path, 10)
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:  # (a file system that allocates at fsync: ENOSPC there)
+        if "snapshots" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    with Trace.open(trace_path, "a") as trace:
+        monkeypatch.setattr(os, "fsync", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            save_snapshot(trace, replay_from_trace(trace))
+        monkeypatch.undo()
+        assert snapshot_seqs(trace) == []
+        assert list((trace_path / "snapshots").iterdir()) == []  # no half-written file either
+        save_snapshot(trace, replay_from_trace(trace))  # once there is room
+        assert snapshot_seqs(trace) == [9]
+
+
 def test_an_interrupted_append_leaves_a_whole_trace(trace_path: Path) -> None:
     class Interrupting(list[bytes]):
         def append(self, item: bytes) -> None:
