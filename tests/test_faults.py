@@ -273,6 +273,28 @@ def test_a_failed_writer_says_what_is_durable_and_reopens_with_it(
         again.reopen()  # never a new trace where one was
 
 
+def test_a_writer_makes_durable_what_it_finds_at_open(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The last writer wrote these and died before its fsync (durability "none"): they are in
+    # the page cache only. The next writer counts them as durable, so it fsyncs them first.
+    with Trace.open(trace_path, "w", durability="none", **SMALL) as trace:
+        for i in range(100):
+            trace.append(Note(f"{i}"))
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with Trace.open(trace_path, "a", durability="group") as trace:
+        assert trace.durable == len(trace) == 100
+        segments = {str(path) for _, path in list_segments(trace_path / "wal")}
+        assert segments and segments <= set(synced)
+
+
 def test_a_snapshot_the_disk_cannot_take_raises_and_leaves_no_part_of_it(
     trace_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,8 @@ Durability contract:
   the append rate and 25 ms gains ~3%); ``flush()`` waits until everything appended so far is
   durable.
 - With ``"none"`` nothing is promised until ``flush()`` or ``close()``.
+- A writer makes durable what it finds when it opens the trace (it fsyncs the unsealed
+  write-ahead segments): ``durable`` counts those events.
 - A process killed at any instant leaves a trace that opens, whose events are a dense prefix
   ``0..n-1`` containing every event acknowledged as durable, with no torn record: a torn frame
   at the end of the write-ahead segment (the last write, never acknowledged) is cut off by the
@@ -71,6 +73,7 @@ from eventsrc.errors import (
 from eventsrc.events import REGISTRY, Event, EventRegistry, TraceRecovered
 from eventsrc.trace.appender import DURABILITY, Appender
 from eventsrc.trace.body import COLUMNS, body_metadata, check_appendable
+from eventsrc.trace.files import fsync_all
 from eventsrc.trace.integrity import Integrity, check_trace
 from eventsrc.trace.marker import create, read_meta, take_lock
 from eventsrc.trace.reader import RecordReader, Ring
@@ -367,6 +370,9 @@ class Trace:
         unsealed = read_unsealed(self.path, committed, unit, tables)
         if unsealed.tail is not None:
             set_aside(self.path, unsealed.tail, self.recovery)
+        # What the last writer wrote but could not fsync (it died, or its fsync failed) is
+        # read back from the page cache: make it durable before counting it as such.
+        fsync_all([scan.path for scan in unsealed.scans])
         self._install(meta, tables, unsealed)
         # The wall clock's method only wraps time.time_ns; call that directly on the hot path.
         now = time.time_ns if type(clock) is WallClock else clock.now_ns
