@@ -92,6 +92,9 @@ class Disk:
         real_write, real_writev, real_open = os.write, os.writev, os.open
         real_fsync, real_fdatasync = os.fsync, os.fdatasync
 
+        def inside(path: str) -> bool:
+            return path == self.under or path.startswith(self.under + os.sep)
+
         def path_of(fd: int) -> str:
             try:
                 return os.readlink(f"/proc/self/fd/{fd}")
@@ -103,7 +106,7 @@ class Disk:
                 return None
             if at == "fsync" and self.at == "write" and self.error == errno.ENOSPC:
                 return None  # a full disk fails writes; what is written fsyncs
-            if not path_of(fd).startswith(self.under):
+            if not inside(path_of(fd)):
                 return None
             self.refused += 1
             return self.error
@@ -138,11 +141,7 @@ class Disk:
 
         def open_(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
             writing = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
-            if (
-                self.error == errno.EROFS
-                and writing
-                and os.path.abspath(os.fspath(path)).startswith(self.under)
-            ):
+            if self.error == errno.EROFS and writing and inside(os.path.abspath(os.fspath(path))):
                 self.refused += 1
                 raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
             return real_open(path, flags, mode, dir_fd=dir_fd)

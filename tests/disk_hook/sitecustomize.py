@@ -28,7 +28,7 @@ if _FLAG:
             where = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             return _write(fd, data)
-        if under and where.startswith(under):
+        if under and (where == under or where.startswith(under + os.sep)):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return _write(fd, data)
 
