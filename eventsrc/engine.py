@@ -774,11 +774,15 @@ class Engine:
                 if self._moved and type(event.cause) is int and event.cause in self._moved:
                     event = attrs.evolve(event, cause=self._moved[event.cause])
                 try:
-                    appended.append((item, trace.append(event)))
+                    seq = trace.append(event)
                 except (EventNotSerializable, UnknownEventKind) as exc:
                     if not item.done.done():
                         item.done.set_exception(exc)  # (its producer is told; nothing written)
                     refused.append(item)
+                    continue
+                appended.append((item, seq))
+                if item.moved_from is not None:  # (a later one may cite it)
+                    self._moved[item.moved_from] = seq
             trace.flush()
             recorded = [trace[seq] for _, seq in appended]
         except BaseException as exc:

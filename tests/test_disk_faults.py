@@ -33,6 +33,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 import pytest
 
 from adapters.sim import SimExchange, VirtualClock
@@ -45,6 +46,7 @@ from eventsrc import (
     Event,
     EventNotSerializable,
     Fill,
+    OrderRequested,
     State,
     SyncStarted,
     Trace,
@@ -230,9 +232,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.folded: dict[int, tuple[int, str, bytes]] = {}
+        self.told: list[Event] = []
 
     def on_event(self, engine: Engine, event: Event) -> None:
         assert event.seq is not None
+        self.told.append(event)
         kinds = engine.trace.code_table("kind")
         for seq, ts, kind, payload in engine.trace.records(event.seq, event.seq + 1):
             self.folded[seq] = (ts, kinds[kind][0], bytes(payload))
@@ -240,7 +244,9 @@ class Recorder:
 
 class Trader(Recorder):
     """A Recorder that buys or sells a little BTC every 3 s, keeping each create's answer, when
-    it was asked for, and why the engine was degraded then, if it was."""
+    it was asked for, and why the engine was degraded then, if it was; and each time also asks
+    for a post-only buy above the market, which the venue rejects (an answer that names its
+    request by seq)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -255,6 +261,12 @@ class Trader(Recorder):
             )
             self.answers.append((asked, engine.degraded, answer))
             side = "sell" if side == "buy" else "buy"
+            price = engine.state.last_price.get("BTC/USDT")
+            if price is not None:
+                high = (price * D("1.05")).quantize(D("0.1"))
+                await engine.create_order(
+                    "BTC/USDT", "buy", D("0.001"), high, post_only=True, waitfor=0.5
+                )
             await engine.clock.sleep(3.0)
 
 
@@ -423,7 +435,27 @@ def check_the_run(
         if b.currency == "ETH" and b.total
     ]
     assert eth, "no balance the watchers saw during the outage was recorded"
+    check_causes(events)
     return events
+
+
+def what(event: Event) -> str:
+    """An event but for where the trace put it (its seq, ts and the seq of its cause)."""
+    cause = event.cause if type(event.cause) is str else None
+    return repr(attrs.evolve(event, seq=None, ts=None, cause=cause))
+
+
+def check_causes(events: list[Event]) -> None:
+    """Every answer naming its order's request by seq (a rejection, a local refusal) names the
+    request (also when the disk lost both and they were appended again, at other seqs)."""
+    answers = 0
+    for event in events:
+        cid = getattr(event, "client_order_id", None)
+        if cid is not None and type(event.cause) is int and event.kind != "order_requested":
+            cause = events[event.cause]
+            assert isinstance(cause, OrderRequested) and cause.client_order_id == cid, event
+            answers += 1
+    assert answers  # (the Trader's post-only orders are rejected)
 
 
 def check_trace(path: Path, live: State, folded: dict[int, tuple[int, str, bytes]]) -> None:
@@ -492,11 +524,10 @@ def test_a_failing_disk_degrades_the_engine_and_it_takes_the_trace_back(
         with Trace.open(path) as trace:
             assert verify(trace).ok
             assert state_hash(replay_from_trace(trace)) == state_hash(live)
-            # Every event the engine folded is there, byte for byte, some at new seqs.
-            kinds = trace.code_table("kind")
-            stored = Counter((kinds[k][0], bytes(p)) for _, _, k, p in trace.records())
-            told = Counter((kind, payload) for _, kind, payload in trader.folded.values())
-            assert not told - stored
+            # Every event the engine folded is there, some at new seqs (naming their causes
+            # by their new seqs too).
+            stored = Counter(what(e) for e in trace)
+            assert not Counter(what(e) for e in trader.told) - stored
 
 
 def test_a_full_disk_in_the_committer_mid_commit_degrades_the_engine_until_it_has_room(
