@@ -28,6 +28,31 @@ the balance) and record what it says; orders the trace holds open are looked up 
 when the venue no longer lists them, and requests that never got an answer are looked up by
 client order id.
 
+A trace that stops taking events (a full or read-only disk, an I/O error: whatever
+``Trace.append`` raises, but an event that cannot be encoded, which only its producer is told
+of) degrades the engine instead of ending it (see outage.py). It alerts why (the errno's text
+and the trace's path), and until the trace records again:
+
+- it places nothing: ``create_order`` (and ``close_position``) answers None, ``cancel_order``
+  and ``set_leverage`` False, ``cancel_all`` 0, sending nothing and recording nothing;
+  ``engine.degraded`` says why. A create whose request was waiting to be recorded when the
+  outage began is not sent either once it is recorded: a LocalCheckFailed says why. (A cancel
+  whose request was waiting is sent once recorded: cancelling late only takes risk off);
+- the watchers go on: their observations are held in order (``backlog`` of them at most; past
+  that they are dropped, and a gap marker per watcher and a sync with the venue follow the
+  recovery); every other ``record`` waits until its event is recorded;
+- every ``disk_retry`` seconds of the clock it reopens the trace (recovery sets aside a write
+  cut short), appends again the events it had folded that the disk lost, records an
+  EngineError telling of the outage, then everything held, in order, and alerts that
+  recording resumed. Orders are accepted again at once (after the repairing sync, if
+  observations were dropped); to keep them refused until someone looks, halt the engine from
+  the alert hook (``engine.spawn(engine.halt(why))``: it takes effect at once).
+
+Stopping while the trace still refuses makes one more attempt, then stops without the final
+checkpoint, StrategyStopped and snapshot; what is held is not recorded (its callers get
+EngineClosed, and the alert says how much), and nothing acknowledged is lost: the next start
+replays the trace and syncs with the venue.
+
 Time is the clock's (``now_ns``, ``sleep``): with the simulated exchange's clock a test runs in
 virtual time and never sleeps for real.
 """
@@ -54,11 +79,12 @@ import attrs
 
 from eventsrc.clock import Clock, WallClock
 from eventsrc.codec import Codec
-from eventsrc.errors import EventsrcError
+from eventsrc.errors import EventNotSerializable, EventsrcError, UnknownEventKind
 from eventsrc.events import (
     Balance,
     BalanceObserved,
     CancelRequested,
+    Checkpoint,
     Decision,
     EngineError,
     Event,
@@ -71,8 +97,10 @@ from eventsrc.events import (
     SyncCompleted,
     SyncStarted,
     WatcherError,
+    WatcherReconnected,
     WatcherStopped,
 )
+from eventsrc.outage import Diverged, Outage, Pending, describe, read_unsure, reconcile
 from eventsrc.reducer import DUPLICATE_ORDER, reduce
 from eventsrc.replay import checkpoint, replay_from_trace
 from eventsrc.snapshot import save_snapshot
@@ -90,7 +118,16 @@ from eventsrc.state import (
     State,
 )
 from eventsrc.trace import Durability, Trace
-from eventsrc.venue import Market, NotFound, Refused, Unreachable, Venue, VenueError, Watcher
+from eventsrc.venue import (
+    Feed,
+    Market,
+    NotFound,
+    Refused,
+    Unreachable,
+    Venue,
+    VenueError,
+    Watcher,
+)
 
 __all__ = ["MISSING", "Engine", "EngineClosed", "Limits", "Missing", "Strategy"]
 
@@ -200,7 +237,13 @@ class Engine:
         wait_step: float = 0.25,
         retry: _Retry | None = None,
         ids: str | None = None,
+        disk_retry: float = 5.0,
+        backlog: int = 10_000,
     ) -> None:
+        if disk_retry <= 0:
+            raise ValueError(f"disk_retry must be > 0 seconds, not {disk_retry}")
+        if backlog < 0:
+            raise ValueError(f"backlog must be >= 0 events, not {backlog}")
         self.trace = trace
         self.venue = venue
         self.universe = tuple(universe)
@@ -218,8 +261,11 @@ class Engine:
         self._checkpoint_every = checkpoint_every
         self._wait_step = wait_step
         self._retry = retry or _Retry()
+        self._disk_retry = disk_retry
+        self._backlog = backlog
         self._state = State()
-        self._inbox: asyncio.Queue[tuple[Event, asyncio.Future[Event]]] = asyncio.Queue()
+        self._codec = Codec(trace.registry)  # (for debug log lines)
+        self._inbox: asyncio.Queue[Pending] = asyncio.Queue()
         self._folded = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._tasks: dict[asyncio.Task[Any], None] = {}  # a set, in the order of creation
@@ -230,7 +276,16 @@ class Engine:
         self._started = False
         """StrategyStarted is recorded: the run's end is recorded too."""
         self._halted: str | None = None
-        self._failure: BaseException | None = None
+        self._outage: Outage | None = None
+        """The trace is not taking events (see the module docstring)."""
+        self._outages = 0
+        """How many outages began: a command that sees this change while it waits did not
+        decide under the conditions it is now in."""
+        self._repairing: str | None = None
+        """An outage dropped observations: why orders wait for the sync that repairs them."""
+        self._moved: dict[int, int] = {}
+        """Seqs of events appended again after an outage lost them: old seq -> new seq (a
+        ``cause`` citing an old one is rewritten when it is recorded)."""
         self._since_checkpoint = 0
         self._cids = itertools.count(1)
         self._cid_prefix = ""  # set at start: unique per session of the trace
@@ -334,7 +389,9 @@ class Engine:
             self._spawn(self._supervise_strategy(run), "strategy")
 
     async def _stop(self, reason: str) -> None:
-        """Cancel and await every task, fold what is queued, record the end, close."""
+        """Cancel and await every task, record what is queued and the end, close. While the
+        trace refuses writes: one more attempt to reopen it, else stop without the end (see
+        the module docstring); never waits for the disk."""
         if self._writer is None:
             self.trace.close()
             return
@@ -346,26 +403,43 @@ class Engine:
                 await task
         self._watchers.clear()
         self._tasks.clear()
-        errors: list[BaseException] = []
-        try:
-            if self._failure is None and self._started:
-                await self.record(checkpoint(self._state, source="engine"))
-                await self.record(StrategyStopped(reason, source="engine"))
-        except BaseException as exc:
-            errors.append(exc)
+        if self._started:
+            # Queued, not awaited: if the trace cannot take them, the stop goes on without.
+            self._inbox.put_nowait(Pending(checkpoint(self._state, source="engine"), _unawaited()))
+            self._inbox.put_nowait(Pending(StrategyStopped(reason, source="engine"), _unawaited()))
         self._running = False
-        self._inbox.put_nowait((_STOP, _unawaited()))
+        self._inbox.put_nowait(Pending(_STOP, _unawaited()))
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
+        outage = self._outage
+        if outage is not None:
+            self._abandon(outage)
+            return
         try:
-            if self._failure is None and self._state.seq >= 0:
+            if self._state.seq >= 0:
                 save_snapshot(self.trace, self._state)
-        except EventsrcError as exc:
+        except (EventsrcError, OSError) as exc:  # a snapshot is a cache: none is no loss
             log.warning("engine: no snapshot at stop: %s", exc)
-        finally:
+        try:
             self.trace.close()
-        if errors and not isinstance(errors[0], EngineClosed):
-            raise errors[0]
+        except (EventsrcError, OSError) as exc:
+            # Everything was made durable before (the writer's last act); what failed now
+            # (the body's committer, say) reopening the trace recovers.
+            message = f"the trace {self.trace.path} closed with an error: {exc}"
+            self._alert_of("trace", message, None)
+
+    def _abandon(self, outage: Outage) -> None:
+        """Stopping while the trace still refuses: what is held is not recorded."""
+        for item in outage.held:
+            if not item.done.done():
+                item.done.set_exception(EngineClosed(f"the engine stopped: {outage.reason}"))
+        self._alert_of(
+            "trace",
+            f"stopped while {outage.reason}: {len(outage.held)} held events and "
+            f"{outage.dropped_total()} dropped observations are not recorded, and the end of "
+            "the run is not recorded (the next start syncs with the venue)",
+            None,
+        )
 
     # -- the writer: append, fold, wake -------------------------------------------------------
 
@@ -376,9 +450,19 @@ class Engine:
 
     @property
     def failure(self) -> BaseException | None:
-        """Why the trace stopped taking events, if it did: the engine records nothing more,
-        so it does nothing more (every command raises ``EngineClosed``)."""
-        return self._failure
+        """What the trace raised, while it is not taking events (None once it records again;
+        see the module docstring)."""
+        return None if self._outage is None else self._outage.error
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the engine places no order now, if it does not because of its trace: the trace
+        cannot be written (the errno's text and its path), or the sync repairing what an
+        outage dropped has not completed yet. None when orders are accepted (unless
+        ``halted``)."""
+        if self._outage is not None:
+            return self._outage.stuck or self._outage.reason
+        return self._repairing
 
     @property
     def halted(self) -> str | None:
@@ -387,16 +471,20 @@ class Engine:
 
     async def record(self, event: Event) -> Event:
         """Append ``event``, fold it, and return it as recorded (with its seq and ts). The
-        engine's one way in: watchers, commands and strategies all come through here."""
+        engine's one way in: watchers, commands and strategies all come through here. While
+        the trace is not taking events it waits until the event is recorded (EngineClosed if
+        the engine stops first); an event that cannot be encoded raises EventNotSerializable
+        (or UnknownEventKind), and nothing is recorded."""
+        return await self._enqueue(event, None)
+
+    def _enqueue(self, event: Event, watcher: str | None) -> asyncio.Future[Event]:
         if not self._running or self._writer is None:
             raise EngineClosed("the engine is not running")
-        if self._failure is not None:
-            raise EngineClosed(f"the engine stopped recording: {self._failure}")
         if isinstance(event, BalanceObserved) and event.source == "fetch_balance":
             event = self._complete(event)
         done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        self._inbox.put_nowait((event, done))
-        return await done
+        self._inbox.put_nowait(Pending(event, done, watcher))
+        return done
 
     def _complete(self, event: BalanceObserved) -> BalanceObserved:
         """A whole balance fetched (not a stream's update of what changed): a currency the
@@ -424,57 +512,303 @@ class Engine:
         return found
 
     async def put(self, event: Event) -> None:
-        """``Feed.put``: how watchers hand over what they observe."""
-        await self.record(event)
+        """``Feed.put``: how watchers hand over what they observe. Returns once the event is
+        recorded, or, while the trace is not taking events, held (or dropped: see the module
+        docstring)."""
+        await self._enqueue(event, event.source or "engine")
+
+    def feed(self, watcher: str) -> Feed:
+        """The feed the engine gives the watcher named ``watcher``: ``put`` as above, its
+        observations counted under that name if an outage must drop some."""
+        return _WatcherFeed(self, watcher)
 
     async def _write_loop(self) -> None:
-        codec = Codec(self.trace.registry)
+        """The one writer: append, fold, wake; through an outage, hold and retry."""
         while True:
-            event, done = await self._inbox.get()
-            if event is _STOP:
+            if self._outage is not None:
+                if not await self._ride_out(self._outage):
+                    return  # stopping
+                continue
+            item = await self._inbox.get()
+            if item.event is _STOP:
+                self._finish()
+                return
+            self._write(item)
+
+    def _write(self, item: Pending) -> bool:
+        """Append one event and fold it; False if the trace failed (the engine is in an
+        outage then, and ``item`` is held first)."""
+        event, done = item.event, item.done
+        if self._moved and type(event.cause) is int and event.cause in self._moved:
+            event = attrs.evolve(event, cause=self._moved[event.cause])
+        try:
+            seq = self.trace.append(event)
+            recorded = self.trace[seq]
+        except (EventNotSerializable, UnknownEventKind) as exc:
+            # The event is at fault, not the trace: nothing was written; its producer is told.
+            if not done.done():
+                done.set_exception(exc)
+            return True
+        except BaseException as exc:
+            self._suspend(exc, item)
+            return False
+        self._took(item, recorded)
+        return True
+
+    def _took(self, item: Pending, recorded: Event) -> None:
+        if item.moved_from is None:
+            self._fold(recorded, item.done)
+            return
+        # Appended again after an outage lost it: folded (and told of) before, under its old
+        # seq; now only the state takes it, under the new one.
+        assert recorded.seq is not None
+        self._moved[item.moved_from] = recorded.seq
+        self._state = reduce(self._state, recorded)
+        if not item.done.done():
+            item.done.set_result(recorded)
+        self._folded.set()
+        self._folded = asyncio.Event()
+
+    def _fold(self, recorded: Event, done: asyncio.Future[Event]) -> None:
+        """Fold an event as recorded, alert on what it shows, wake whoever waits for it."""
+        before = self._state
+        self._state = after = reduce(before, recorded)
+        self._since_checkpoint += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("engine: %s", self._codec.to_builtins(recorded))
+        if after.anomalies is not before.anomalies:
+            for anomaly_seq in sorted(set(after.anomalies.keys()) - set(before.anomalies.keys())):
+                anomaly = after.anomalies[anomaly_seq]
+                self._alert_of("anomaly", f"{anomaly.kind}: {anomaly.reason}", recorded)
+        if isinstance(recorded, WatcherError) and recorded.error == "Stalled":
+            self._alert_of("watcher", f"{recorded.watcher}: {recorded.message}", recorded)
+        if not done.done():
+            done.set_result(recorded)
+        self._folded.set()
+        self._folded = asyncio.Event()
+        self._tell_strategy(recorded)
+        if self._since_checkpoint >= self._checkpoint_every:
+            self._since_checkpoint = 0
+            self._inbox.put_nowait(Pending(checkpoint(after, source="engine"), _unawaited()))
+
+    def _finish(self) -> None:
+        """The writer's last act: make everything recorded durable; if the trace fails, one
+        more attempt to reopen it and record what is held."""
+        for _attempt in range(2):
+            if self._outage is not None and not self._resume(self._outage):
                 return
             try:
-                seq = self.trace.append(event)
-                recorded = self.trace[seq]
-            except BaseException as exc:
-                # The trace takes no more: nothing can be recorded, so nothing may be done.
-                self._failure = exc
-                log.error("engine: the trace failed; the engine stops recording: %s", exc)
-                self._alert_of("trace", f"the trace failed: {exc}", None)
-                if not done.done():
-                    done.set_exception(EngineClosed(f"the trace failed: {exc}"))
-                self._fail_queued(exc)
-                continue
-            before = self._state
-            self._state = after = reduce(before, recorded)
-            self._since_checkpoint += 1
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("engine: %s", codec.to_builtins(recorded))
-            if after.anomalies is not before.anomalies:
-                for anomaly_seq in sorted(
-                    set(after.anomalies.keys()) - set(before.anomalies.keys())
-                ):
-                    anomaly = after.anomalies[anomaly_seq]
-                    self._alert_of("anomaly", f"{anomaly.kind}: {anomaly.reason}", recorded)
-            if isinstance(recorded, WatcherError) and recorded.error == "Stalled":
-                self._alert_of("watcher", f"{recorded.watcher}: {recorded.message}", recorded)
-            if not done.done():
-                done.set_result(recorded)
-            self._folded.set()
-            self._folded = asyncio.Event()
-            self._tell_strategy(recorded)
-            if self._since_checkpoint >= self._checkpoint_every:
-                self._since_checkpoint = 0
-                self._inbox.put_nowait((checkpoint(after, source="engine"), _unawaited()))
-
-    def _fail_queued(self, exc: BaseException) -> None:
-        while not self._inbox.empty():
-            event, done = self._inbox.get_nowait()
-            if event is _STOP:
-                self._inbox.put_nowait((event, done))
+                self.trace.flush()
                 return
-            if not done.done():
-                done.set_exception(EngineClosed(f"the trace failed: {exc}"))
+            except Exception as exc:
+                self._suspend(exc, None)
+
+    # -- outages: the trace is not taking events ----------------------------------------------
+
+    def _suspend(self, exc: BaseException, item: Pending | None) -> None:
+        """The trace failed: close it, keep what it took that may not be on disk, hold
+        ``item`` first, refuse orders, alert."""
+        failed = self.trace
+        unsure = read_unsure(failed)
+        with contextlib.suppress(EventsrcError, OSError):
+            failed.close()
+        code, what = describe(exc)
+        outage = self._outage
+        if outage is None:
+            now = self.clock.now_ns()
+            outage = Outage(exc, str(failed.path), what, code, now, unsure)
+            self._outage = outage
+            self._outages += 1
+            log.error("engine: %s (%r); recording is suspended", outage.reason, exc)
+            self._alert_of(
+                "trace",
+                f"recording suspended: {outage.reason} ({code}); new orders are refused, the "
+                f"watchers go on, reopening is tried every {self._disk_retry:g} s",
+                None,
+            )
+        else:  # it failed again while catching up
+            outage.unsure = unsure
+            self._still(outage, exc)
+        if item is not None:
+            outage.held.appendleft(item)
+            if item.watcher is not None and not item.done.done():
+                item.done.set_result(item.event)  # its watcher goes on
+
+    def _still(self, outage: Outage, exc: BaseException) -> None:
+        """Another attempt failed: said already, unless for another reason."""
+        code, what = describe(exc)
+        log.info("engine: the trace %s still cannot be written: %r", outage.path, exc)
+        if what != outage.what:
+            outage.error, outage.what, outage.code = exc, what, code
+            self._alert_of("trace", f"recording still suspended: {outage.reason} ({code})", None)
+
+    def _hold(self, outage: Outage, item: Pending) -> None:
+        dropping = not outage.dropped
+        if not outage.hold(item, self._backlog, self.clock.now_ns()) and dropping:
+            self._alert_of(
+                "trace",
+                f"{self._backlog} events are held while {outage.reason}: the watchers' "
+                "observations are dropped from now on (a sync repairs them once the trace "
+                "records again)",
+                None,
+            )
+        if item.watcher is not None and not item.done.done():
+            item.done.set_result(item.event)  # its watcher goes on
+
+    async def _ride_out(self, outage: Outage) -> bool:
+        """Hold what comes in and try to reopen the trace every ``disk_retry`` seconds of the
+        clock until it records again (True) or the engine stops (False)."""
+        sleeper: asyncio.Future[None] | None = None
+        getter: asyncio.Future[Pending] | None = None
+        try:
+            while True:
+                while not self._inbox.empty():
+                    item = self._inbox.get_nowait()
+                    if item.event is _STOP:
+                        self._finish()
+                        return False
+                    self._hold(outage, item)
+                if outage.stuck is None and sleeper is None:
+                    sleeper = asyncio.ensure_future(self.clock.sleep(self._disk_retry))
+                getter = asyncio.ensure_future(self._inbox.get())
+                waiting: set[asyncio.Future[Any]] = {getter}
+                if sleeper is not None:
+                    waiting.add(sleeper)
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    item = getter.result()
+                    if item.event is _STOP:
+                        self._finish()
+                        return False
+                    self._hold(outage, item)
+                else:
+                    getter.cancel()  # (an item it was about to take stays in the queue)
+                getter = None
+                if sleeper is not None and sleeper.done():
+                    sleeper = None
+                    if self._resume(outage):
+                        return True
+        finally:
+            for task in (getter, sleeper):
+                if task is not None:
+                    task.cancel()
+
+    def _resume(self, outage: Outage) -> bool:
+        """Reopen the trace, take it over, record the outage and everything held, in order;
+        whether the engine records again."""
+        if outage.stuck is not None:
+            return False
+        try:
+            trace = self.trace.reopen()
+        except Exception as exc:
+            log.info("engine: the trace cannot be reopened yet: %s", exc)
+            self._still(outage, exc)
+            return False
+        try:
+            waiting = [item.event for item in outage.held]
+            settled = reconcile(trace, outage.unsure, self._state.seq, waiting)
+            # Folded, then lost by the disk: the state is folded afresh from what the trace
+            # holds (the state keys some things by seq: they must carry the new seqs), and
+            # they are appended again, first.
+            refolded = replay_from_trace(trace) if settled.lost else None
+        except Exception as exc:
+            with contextlib.suppress(EventsrcError, OSError):
+                trace.close()
+            if not isinstance(exc, Diverged):
+                log.info("engine: the reopened trace cannot be read yet: %s", exc)
+                return False
+            outage.stuck = f"{outage.reason}, and it cannot be taken back: {exc}"
+            log.error("engine: %s", outage.stuck)
+            self._alert_of("trace", f"recording cannot resume: {exc}", None)
+            return False
+        self.trace = trace
+        for recorded in settled.landed:  # handed to the failed trace, never folded
+            self._took(outage.held.popleft(), recorded)
+        if refolded is not None:
+            self._state = refolded
+            outage.lost += len(settled.lost)
+            log.warning("engine: %d events the disk lost are appended again", len(settled.lost))
+            # Checkpoints made meanwhile name states at seqs that have moved: new ones follow.
+            kept = [item for item in outage.held if not isinstance(item.event, Checkpoint)]
+            outage.held.clear()
+            outage.held.extend(kept)
+        else:
+            for recorded in settled.recovered:
+                self._fold(recorded, _unawaited())
+        again = [
+            Pending(attrs.evolve(event, seq=None, ts=None), _unawaited(), moved_from=event.seq)
+            for event in settled.lost
+            if not isinstance(event, Checkpoint)  # (they name the state at old seqs)
+        ]
+        outage.held.extendleft(reversed(again))
+        # The outage itself, told after what it lost and before what it held; a note of an
+        # earlier attempt that failed is replaced by this one (told anew, with the counts).
+        held = outage.held
+        summary = outage.summary(self.clock.now_ns())
+        if outage.note is None or not outage.note.done.done():  # (else it is recorded)
+            if outage.note is not None:
+                for i, item in enumerate(held):
+                    if item is outage.note:
+                        del held[i]
+                        break
+            note = EngineError("trace", outage.code, summary)
+            lead = next((i for i, item in enumerate(held) if item.moved_from is None), len(held))
+            outage.note = Pending(note, _unawaited())
+            held.insert(lead, outage.note)
+        # Observations were dropped: a gap marker per watcher (then a sync) repairs that.
+        for watcher, (first_ns, _count) in sorted(outage.dropped.items()):
+            gap = WatcherReconnected(watcher, gap_start_ts=first_ns, source="engine")
+            held.append(Pending(gap, _unawaited()))
+        outage.dropped.clear()
+        if not self._catch_up(outage):
+            return False
+        self._outage = None
+        log.warning("engine: recording resumed: %s", summary)
+        self._alert_of("trace", f"recording resumed: {summary}", None)
+        if outage.repair:
+            self._repairing = f"syncing with the venue after {outage.reason}"
+            self._spawn(self._repair(), "repair")
+        return True
+
+    def _catch_up(self, outage: Outage) -> bool:
+        """Append everything held, make it durable, and only then fold it (so an attempt
+        that fails leaves nothing folded that the disk may lose: what it kept of it, the next
+        attempt finds). Whether it all went."""
+        trace = self.trace
+        appended: list[tuple[Pending, int]] = []
+        refused: list[Pending] = []
+        try:
+            for item in outage.held:
+                event = item.event
+                if self._moved and type(event.cause) is int and event.cause in self._moved:
+                    event = attrs.evolve(event, cause=self._moved[event.cause])
+                try:
+                    seq = trace.append(event)
+                except (EventNotSerializable, UnknownEventKind) as exc:
+                    if not item.done.done():
+                        item.done.set_exception(exc)  # (its producer is told; nothing written)
+                    refused.append(item)
+                    continue
+                appended.append((item, seq))
+                if item.moved_from is not None:  # (a later one may cite it)
+                    self._moved[item.moved_from] = seq
+            trace.flush()
+            recorded = [trace[seq] for _, seq in appended]
+        except BaseException as exc:
+            for item in refused:
+                outage.held.remove(item)
+            self._suspend(exc, None)
+            return False
+        outage.held.clear()
+        for (item, _), event in zip(appended, recorded, strict=True):
+            self._took(item, event)
+        return True
+
+    async def _repair(self) -> None:
+        try:
+            await self._sync("recording resumed")
+        finally:
+            self._repairing = None
 
     def _tell_strategy(self, event: Event) -> None:
         on_event = getattr(self.strategy, "on_event", None)
@@ -485,7 +819,7 @@ class Engine:
         except Exception as exc:
             log.exception("engine: the strategy failed on seq %s", event.seq)
             self._inbox.put_nowait(
-                (
+                Pending(
                     EngineError("strategy", type(exc).__name__, str(exc), cause=event.seq),
                     _unawaited(),
                 )
@@ -627,13 +961,17 @@ class Engine:
     ) -> Fill | Missing | None:
         """Place an order (see the module docstring): a Fill of it folded within ``waitfor``
         seconds, MISSING if it is created but not filled yet, None if it failed (the reason
-        is recorded). ``synced``: if nothing was observed in time, fetch the order and its
-        trades once before answering."""
+        is recorded) or if the trace is not taking events (nothing is recorded or sent then:
+        ``degraded`` says why). ``synced``: if nothing was observed in time, fetch the order
+        and its trades once before answering."""
         market = self._arguments(symbol, side, amount, price, type)
+        if self._refusing():
+            return None
         if client_order_id is not None and self._state.order(client_order_id) is not None:
             known = await self._known_intent(symbol, client_order_id)
             if known is not _SEND:
                 return known
+        outages = self._outages
         cid = client_order_id or self._new_cid()
         sent = market.amount_to_precision(amount)
         if price is not None:
@@ -652,6 +990,8 @@ class Engine:
         )
         problem = self._check(attrs.evolve(request, amount=sent), market)
         requested = await self.record(request)
+        if problem is None:
+            problem = self._since(outages)
         if problem is not None:
             if problem.startswith("risk: "):
                 await self.record(
@@ -669,7 +1009,7 @@ class Engine:
             return None
         self._watch_orders_of(symbol)
         assert requested.seq is not None
-        if not await self._place(request, requested.seq):
+        if not await self._place(request, requested.seq, outages):
             return None
         order_filled = self._fill_of(cid)
         if not await self._wait_for(lambda: order_filled() is not None, waitfor) and synced:
@@ -722,9 +1062,25 @@ class Engine:
 
         return first_fill
 
-    async def _place(self, request: OrderRequested, seq: int) -> bool:
+    def _refusing(self) -> bool:
+        """Whether the trace's state refuses orders and cancels now (counted if so)."""
+        if self.degraded is None:
+            return False
+        if self._outage is not None:
+            self._outage.refused += 1
+        return True
+
+    def _since(self, outages: int) -> str | None:
+        """Why an order decided before the latest outage (or during one) must not be sent."""
+        if self._outages == outages and self.degraded is None:
+            return None
+        why = self.degraded or "the trace stopped taking events meanwhile"
+        return f"not sent: recording was suspended after it was asked for ({why})"
+
+    async def _place(self, request: OrderRequested, seq: int, outages: int) -> bool:
         """Send a create, never twice: after no answer, look the order up by its client id
-        and adopt it; send again only if the venue says it has none. Whether the venue has it."""
+        and adopt it; send again only if the venue says it has none (and no outage of the
+        trace came meanwhile). Whether the venue has it."""
         symbol, cid = request.asset, request.client_order_id
         assert symbol is not None
         attempt = 0
@@ -767,7 +1123,15 @@ class Engine:
                     # The venue cannot say: the order may exist; start-up sync settles it.
                     self._alert_of("order", f"{cid}: no answer from the venue", None)
                     return False
-                await self.record(attrs.evolve(request, source="engine:retry"))
+                retried = await self.record(attrs.evolve(request, source="engine:retry"))
+                problem = self._since(outages)
+                if problem is not None:
+                    await self.record(
+                        LocalCheckFailed(
+                            problem, cid, asset=symbol, cause=retried.seq, source="engine"
+                        )
+                    )
+                    return False
                 continue
             await self._record_all(answer, cause=seq)
             return True
@@ -806,7 +1170,10 @@ class Engine:
 
     async def cancel_order(self, order_id: str, symbol: str, *, waitfor: float = 5.0) -> bool:
         """Cancel an order; whether it is over (canceled, or filled meanwhile) when this
-        returns. Retried on no answer (a cancel is idempotent)."""
+        returns. Retried on no answer (a cancel is idempotent). False at once, with nothing
+        recorded or sent, while the trace is not taking events (``degraded`` says why)."""
+        if self._refusing():
+            return False
         order = self._state.orders.get(order_id)
         requested = await self.record(
             CancelRequested(
@@ -866,7 +1233,10 @@ class Engine:
         return None
 
     async def set_leverage(self, symbol: str, leverage: Decimal) -> bool:
-        """Set a contract market's leverage; the decision and any failure are recorded."""
+        """Set a contract market's leverage; the decision and any failure are recorded. False
+        at once while the trace is not taking events."""
+        if self._refusing():
+            return False
         await self.record(
             Decision("set_leverage", {"leverage": str(leverage)}, asset=symbol, source="engine")
         )
@@ -1082,10 +1452,11 @@ class Engine:
     async def _supervise(self, watcher: Watcher) -> None:
         """Run a watcher until cancelled; record why it died and restart it."""
         attempt = 0
+        feed = self.feed(watcher.name)
         while True:
             try:
-                await watcher.run(self)
-                await self.record(WatcherStopped(watcher.name, "returned", source="engine"))
+                await watcher.run(feed)
+                await feed.put(WatcherStopped(watcher.name, "returned", source="engine"))
                 return
             except asyncio.CancelledError:
                 raise
@@ -1095,7 +1466,7 @@ class Engine:
                 attempt += 1
                 log.warning("engine: watcher %s died: %r", watcher.name, exc)
                 self._alert_of("watcher", f"{watcher.name}: {exc!r}", None)
-                await self.record(
+                await feed.put(
                     WatcherError(watcher.name, type(exc).__name__, str(exc), source="engine")
                 )
                 await self.clock.sleep(self._retry.delay(attempt))
@@ -1165,6 +1536,23 @@ class Engine:
 
 _ISSUED = re.compile(r"es[0-9a-f]{6}[0-9a-f]+-[0-9]+")
 """The client order ids engines issue (``_new_cid``)."""
+
+
+class _WatcherFeed:
+    """``Engine.feed``: a watcher's way into the engine, under its name."""
+
+    __slots__ = ("_engine", "_watcher")
+
+    def __init__(self, engine: Engine, watcher: str) -> None:
+        self._engine = engine
+        self._watcher = watcher
+
+    @property
+    def clock(self) -> Clock:
+        return self._engine.clock
+
+    async def put(self, event: Event) -> None:
+        await self._engine._enqueue(event, self._watcher)
 
 
 def _unawaited() -> asyncio.Future[Event]:

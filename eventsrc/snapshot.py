@@ -6,7 +6,8 @@ fingerprint of the event at ``seq`` (crc32c of its ``ts``, kind and payload). Sn
 are a cache, trusted only while they provably describe this trace:
 
 - ``save_snapshot`` makes every event the state covers durable first (``trace.flush()`` on a
-  writer), so a crash can never leave a snapshot of events that are gone;
+  writer), so a crash can never leave a snapshot of events that are gone; a snapshot that
+  cannot be written (a full disk) raises the file system's OSError and leaves no part of it;
 - ``load_snapshot`` ignores a snapshot written by another reducer version, failing its hash,
   or whose fingerprint does not match the trace's event at its seq (the trace lost those events
   in a crash, say, and has since recorded other events under the same seqs), or past the end.
@@ -82,11 +83,15 @@ def save_snapshot(trace: Trace, state: State) -> Path:
     )
     path = directory / f"{state.seq:020d}.snap"
     tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(encode_snapshot(doc))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(encode_snapshot(doc))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # (a full disk: what it took of the file, back)
+        raise
     fsync_dir(directory)
     return path
 

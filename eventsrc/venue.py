@@ -120,7 +120,8 @@ class Feed(Protocol):
     def clock(self) -> Clock: ...
 
     async def put(self, event: Event) -> None:
-        """Record ``event`` (returns once it is appended and folded)."""
+        """Record ``event`` (returns once it is appended and folded; while the engine's trace
+        takes no events, once it is held for later, or dropped: see ``eventsrc.engine``)."""
 
 
 class Watcher(Protocol):

@@ -238,29 +238,58 @@ def test_a_trace_the_demo_did_not_record_or_a_damaged_venue_file_is_refused(
     assert "cannot be read back" in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_trace_keeps_what_it_took(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "trace"
+def filling_after(monkeypatch: pytest.MonkeyPatch, taken: int, refused: int | None) -> None:
+    """Every trace's append takes ``taken`` events, then raises ENOSPC (``refused`` times, then
+    takes events again; None: for good)."""
     append = Trace.append
-    taken = 0
+    counts = {"taken": 0, "refused": 0}
 
     def filling(self: Trace, event: Any) -> int:
-        nonlocal taken
-        if taken >= 3000:
+        if counts["taken"] >= taken and (refused is None or counts["refused"] < refused):
+            counts["refused"] += 1
             raise OSError(errno.ENOSPC, "No space left on device")
-        taken += 1
+        counts["taken"] += 1
         return append(self, event)
 
     monkeypatch.setattr(Trace, "append", filling)
-    status = main(["demo", "--trace", str(path), "--seconds", "3600"])
-    monkeypatch.setattr(Trace, "append", append)
-    _, err = capsys.readouterr()
+
+
+def test_a_disk_that_stays_full_stops_the_demo_after_the_grace_with_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "trace"
+    filling_after(monkeypatch, 3000, None)
+    status = main(["demo", "--trace", str(path), "--seconds", "3600", "--disk-grace", "30"])
+    monkeypatch.undo()
+    lines = capsys.readouterr().err.strip().splitlines()
     assert status == 2
-    assert err.startswith("eventsrc: error:") and len(err.strip().splitlines()) == 1, err
-    assert "No space left on device" in err
+    # Warnings as it happens (recording suspended; stopped with what was held), then the error.
+    assert lines[-1].startswith("eventsrc: error:"), lines
+    assert "No space left on device" in lines[-1] and "for 30 s" in lines[-1], lines
+    assert all(line.startswith("eventsrc: warning:") for line in lines[:-1]), lines
+    assert "recording suspended" in lines[0] and "(ENOSPC)" in lines[0], lines
     with Trace.open(path) as trace:
         assert len(trace) == 3000 and verify(trace).ok  # every event it took is there
+
+
+def test_a_disk_full_for_a_while_is_ridden_out_and_the_demo_ends_verified(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "trace"
+    filling_after(monkeypatch, 2000, 4)  # four attempts refused: some 20 s of the run's time
+    status = main(["demo", "--trace", str(path), "--seconds", "1800", "--json"])
+    monkeypatch.undo()
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "recording suspended" in lines[0], lines
+    assert "recording resumed" in lines[1] and "events were held" in lines[1], lines
+    summary = json.loads(out)
+    assert summary["verified"] and summary["replay_equals_live"]
+    with Trace.open(path) as trace:
+        assert verify(trace).ok
+        outages = [e for e in trace if e.kind == "engine_error" and e.where == "trace"]  # type: ignore[attr-defined]
+        assert len(outages) == 1 and outages[0].error == "ENOSPC"  # type: ignore[attr-defined]
 
 
 def test_a_demo_on_a_trace_another_writer_holds_is_one_line_and_touches_nothing(

@@ -17,6 +17,7 @@ from eventsrc import (
     Trace,
     TraceCorrupted,
     TraceError,
+    TraceNotFound,
     TraceRecovered,
     TraceStorageError,
 )
@@ -235,6 +236,93 @@ def test_a_write_error_stops_the_trace_and_loses_nothing_written(
     with Trace.open(trace_path, "a") as again:
         assert [e.text for e in again] == ["0", "1", "2", "3", "4"]  # type: ignore[attr-defined]
         assert again.append(Note("5")) == 5
+
+
+@pytest.mark.parametrize("durability", ["sync", "group"])
+def test_a_failed_writer_says_what_is_durable_and_reopens_with_it(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str
+) -> None:
+    trace = Trace.open(trace_path, "w", durability=durability, **SMALL)  # type: ignore[arg-type]
+    for i in range(5):
+        trace.append(Note(f"{i}"))
+    trace.flush()
+    assert trace.durable == len(trace) == 5
+
+    def full_disk(fd: int, buffers: list[bytes]) -> int:  # a short write: half a frame
+        data = b"".join(buffers)
+        written = os.write(fd, data[: len(data) // 2])
+        monkeypatch.setattr(os, "write", refusing)
+        return written
+
+    def refusing(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", full_disk)
+    with pytest.raises(TraceError, match="No space left"):
+        trace.append(Note("5"))
+        trace.append(Note("6"))
+        trace.flush()
+    assert trace.durable == 5 < len(trace)  # what it took after the last fsync may be lost
+    unsure = [e.text for e in trace.iter(trace.durable)]  # type: ignore[attr-defined]
+    assert unsure and unsure[0] == "5"
+    with pytest.raises(TraceStorageError, match="No space left"):
+        trace.reopen()  # the torn frame cannot be set aside while the disk is full
+    monkeypatch.undo()
+    with trace.reopen() as again:  # (the failed one closes without raising again)
+        assert again.durability == durability
+        assert [e.text for e in again[:5]] == ["0", "1", "2", "3", "4"]  # type: ignore[attr-defined]
+        assert isinstance(again[5], TraceRecovered) and again[5].torn
+        assert again.durable == len(again) == 6
+        assert again.append(Note("5")) == 6
+    with pytest.raises(TraceNotFound):
+        shutil.rmtree(trace_path)
+        again.reopen()  # never a new trace where one was
+
+
+def test_a_writer_makes_durable_what_it_finds_at_open(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The last writer wrote these and died before its fsync (durability "none"): they are in
+    # the page cache only. The next writer counts them as durable, so it fsyncs them first.
+    with Trace.open(trace_path, "w", durability="none", **SMALL) as trace:
+        for i in range(100):
+            trace.append(Note(f"{i}"))
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with Trace.open(trace_path, "a", durability="group") as trace:
+        assert trace.durable == len(trace) == 100
+        segments = {str(path) for _, path in list_segments(trace_path / "wal")}
+        assert segments and segments <= set(synced)
+
+
+def test_a_snapshot_the_disk_cannot_take_raises_and_leaves_no_part_of_it(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsrc import replay_from_trace, save_snapshot, snapshot_seqs
+
+    write(trace_path, 10)
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:  # (a file system that allocates at fsync: ENOSPC there)
+        if "snapshots" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    with Trace.open(trace_path, "a") as trace:
+        monkeypatch.setattr(os, "fsync", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            save_snapshot(trace, replay_from_trace(trace))
+        monkeypatch.undo()
+        assert snapshot_seqs(trace) == []
+        assert list((trace_path / "snapshots").iterdir()) == []  # no half-written file either
+        save_snapshot(trace, replay_from_trace(trace))  # once there is room
+        assert snapshot_seqs(trace) == [9]
 
 
 def test_an_interrupted_append_leaves_a_whole_trace(trace_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import itertools
 import json
 import logging
@@ -404,6 +405,44 @@ def test_ctrl_c_stops_paper_cleanly_with_the_summary_and_status_130(
         assert verify(trace).ok
         assert trace[len(trace) - 1].kind == "strategy_stopped"
     assert venue_file(path).exists()
+
+
+def test_paper_rides_out_a_disk_that_turns_read_only_and_ends_without_waiting_for_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_disk_faults import Disk
+
+    clock = VirtualClock(faithful=True)
+    answers = BinanceAnswers(clock, around("69.60", ["0", "0.005", "-0.005"]))
+    path = tmp_path / "trace"
+    disk = Disk(monkeypatch, path)
+
+    def read_only(reads: int) -> None:
+        if reads == 20:  # the trace's file system turns read-only mid-run, for good
+            disk.refuse(errno.EROFS)
+
+    answers.on_ticker = read_only
+    public = offline_binance()
+    public.fetch = answers.fetch
+    args = paper_args(path, "--symbols", "LTC/USDT", "--seconds", "120", "--json")
+
+    # The run goes on to its end (no final sync: it would wait for the disk), then reports.
+    status = venues.paper(args, exchange=public, clock=clock)
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if line.startswith("eventsrc: warning:")]
+    assert "recording suspended: the trace " in warnings[0], err
+    assert "Read-only file system (EROFS)" in warnings[0] and str(path) in warnings[0]
+    assert "stopped while" in warnings[-1], err
+    summary = json.loads(out)
+    assert summary["verified"]  # what the trace acknowledged is whole
+    # The engine had folded events the disk never took ("group" durability): the summary
+    # says the replay is short of the live run, and the status is 1.
+    assert status == (0 if summary["replay_equals_live"] else 1)
+    assert disk.refused > 0
+    disk.heal()
+    with Trace.open(path) as trace:
+        assert verify(trace).ok
+        assert trace[len(trace) - 1].kind != "strategy_stopped"
 
 
 def test_paper_follows_a_streamed_ticker_where_ccxt_pro_has_one(

@@ -1,11 +1,15 @@
-"""What every command shares: argument types, and the error a command raises to stop with one
-clear line."""
+"""What every command shares: argument types, the error a command raises to stop with one
+clear line, and how a command that runs the engine shows its alerts about the trace."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import re
+import sys
+from typing import Any
+
+import tqdm
 
 
 class CommandError(Exception):
@@ -60,3 +64,11 @@ def seq_or_time(text: str) -> int | dt.datetime:
             "(e.g. 2025-01-01T12:00:00Z)"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def trace_alert(what: str, message: str, event: Any) -> None:
+    """The engine's alert hook for the commands that run it: the trace's alerts (recording
+    suspended because the disk is full or read-only, resumed, a stop while it was) as one
+    warning line each on stderr, above any progress bar; the others are in the trace."""
+    if what == "trace":
+        tqdm.tqdm.write(f"eventsrc: warning: {' '.join(message.split())}", file=sys.stderr)

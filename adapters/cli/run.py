@@ -5,6 +5,12 @@
 seconds), with watchers; then it prints what happened and verifies the trace by replaying it.
 The simulated venue is kept next to the trace (``PATH.venue``), so a second run on the same
 trace continues the first: same orders, same balances, its clock moved on.
+
+If the trace's disk fills up or turns read-only, the run goes on degraded (the engine places
+no order, its watchers keep watching, it retries the trace every few seconds): a warning line
+says so, and another when recording resumes. If the trace takes no events for
+``--disk-grace`` seconds (of the run's time), or the run ends while it takes none, the demo
+stops with one clear line (exit status 2); every event the trace acknowledged is kept.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 
 import tqdm
 
-from adapters.cli.common import CommandError, count
+from adapters.cli.common import CommandError, count, seconds, trace_alert
 from adapters.sim import Faults, SimExchange, VirtualClock
 from adapters.strategies import Ladder
 from adapters.venue import CcxtVenue
@@ -132,6 +138,7 @@ async def _run(
         clock=clock,
         strategy=strategy,
         ids=f"demo:{args.seed}",
+        alert=trace_alert,
     ) as engine:
         ran.append(True)
         start = clock.now_ms()
@@ -144,12 +151,25 @@ async def _run(
             disable=None,  # off when stderr is not a terminal
             leave=False,
         ) as bar:
-            while (now := clock.now_ms()) < end and engine.failure is None:
+            failing_since: int | None = None
+            while (now := clock.now_ms()) < end:
+                if engine.failure is None:
+                    failing_since = None
+                elif failing_since is None:
+                    failing_since = now
+                elif now - failing_since >= args.disk_grace * 1000:
+                    raise CommandError(
+                        f"{engine.degraded}, and it took no event for {args.disk_grace:g} s: "
+                        "the demo stops (every event the trace acknowledged is kept)"
+                    )
                 await clock.sleep(min(10.0, (end - now) / 1000))
                 bar.update(round((clock.now_ms() - start) / 1000) - bar.n)
                 bar.set_postfix(events=len(engine.trace), refresh=False)
-        if engine.failure is not None:  # the disk is full, say: nothing more can be done
-            raise CommandError(f"the trace stopped taking events: {engine.failure}")
+        if engine.failure is not None:
+            raise CommandError(
+                f"{engine.degraded} at the end of the run: the demo stops (every event the "
+                "trace acknowledged is kept)"
+            )
         await engine.sync()  # the summary shows the venue's last word
     return engine.state
 
@@ -304,6 +324,12 @@ def register(sub: Any) -> None:
     demo.add_argument("--seed", type=count, default=7, help="the simulated market's seed")
     demo.add_argument("--margin", action="store_true", help="trade a perpetual on margin")
     demo.add_argument("--faults", choices=sorted(PROFILES), default="none")
+    demo.add_argument(
+        "--disk-grace",
+        type=seconds,
+        default=60.0,
+        help="stop if the trace cannot be written for this many seconds (default 60)",
+    )
     demo.add_argument("--json", action="store_true", help="the summary as one JSON object")
     demo.add_argument("-v", "--verbose", action="store_true", help="print warnings as they come")
     demo.set_defaults(run=cmd_demo)

@@ -20,9 +20,11 @@ Both run until ``--seconds`` pass or Ctrl-C (exit 130; the engine's ``async with
 stop either way), then print demo's summary and verify the trace by replaying it. A trace
 belongs to one account: each run records a ``Note`` naming its venue and mode
 (``venue: binance sandbox``), and a trace recorded on another venue or in another mode is
-refused rather than continued. ``paper`` and ``live`` take an exchange object and a clock
-(``paper_session``, ``live_session``), so tests drive the very code the commands run with a
-ccxt exchange answering recorded responses, in virtual time.
+refused rather than continued. If the trace's disk fills up or turns read-only, the run rides
+it out (the engine places no order while its trace takes no events, and keeps watching): a
+warning line says so, another when recording resumes. ``paper`` and ``live`` take an exchange
+object and a clock (``paper_session``, ``live_session``), so tests drive the very code the
+commands run with a ccxt exchange answering recorded responses, in virtual time.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from typing import Any
 
 import tqdm
 
-from adapters.cli.common import CommandError
+from adapters.cli.common import CommandError, trace_alert
 from adapters.cli.config import (
     ConfigError,
     LiveConfig,
@@ -197,7 +199,8 @@ async def _run_for(engine: Engine, clock: Clock, seconds: float | None, what: st
             await clock.sleep(step)
             bar.update(round((clock.now_ns() - start) / 1e9) - bar.n)
             bar.set_postfix(events=len(engine.trace), refresh=False)
-    await engine.sync()  # the summary shows the venue's last word
+    if engine.failure is None:  # (while the trace takes no events, the next start syncs)
+        await engine.sync()  # the summary shows the venue's last word
 
 
 def _report(
@@ -472,6 +475,7 @@ async def paper_session(
             margin=margin,
             clock=clock,
             strategy=Ladder(amounts),
+            alert=trace_alert,
         ) as engine:
             await _run_for(engine, clock, seconds, "paper")
     finally:
@@ -618,6 +622,7 @@ async def live_session(
         durability=config.durability,
         strategy=Ladder(dict(config.universe)),
         limits=config.limits,
+        alert=trace_alert,
     ) as engine:
         refused = _refused_keys(engine.trace)
         if refused is not None:

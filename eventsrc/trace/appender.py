@@ -186,6 +186,7 @@ class Appender:
 
     def _write_out(self, writer: SegmentWriter, sync: bool = False) -> None:
         """Drain (and fsync) the write-ahead segment; a failure stops all further writing."""
+        target = self._ring.end
         try:
             writer.drain()
             if sync:
@@ -197,6 +198,19 @@ class Appender:
                 f"{self._where}: writing the write-ahead segment failed ({exc}); the trace "
                 "takes no more events; reopen it to recover what was written"
             ) from exc
+        if sync:
+            self._made_durable(target)
+
+    def _made_durable(self, target: int) -> None:
+        with self._durable_changed:
+            self._durable = max(self._durable, target)
+            self._durable_changed.notify_all()
+
+    @property
+    def durable(self) -> int:
+        """How many events are known to be on disk (fsynced): the first ``durable`` events
+        survive a crash; the rest (appended since) may not."""
+        return self._durable
 
     # -- staging ----------------------------------------------------------------------------
 
@@ -318,9 +332,7 @@ class Appender:
                     os.fdatasync(old)
                     os.close(old)
                 os.fdatasync(fd)
-                with self._durable_changed:
-                    self._durable = target
-                    self._durable_changed.notify_all()
+                self._made_durable(target)
                 if stopping:
                     return
         except BaseException as exc:
@@ -356,8 +368,10 @@ class Appender:
                 self._flusher.join()
             if not self._wal_failed:
                 with writer.lock:
+                    target = self._ring.end
                     writer.drain()
                 writer.sync()
+                self._made_durable(target)
         except BaseException as exc:
             errors.append(exc)
         self.closed = True

@@ -19,6 +19,8 @@ Durability contract:
   the append rate and 25 ms gains ~3%); ``flush()`` waits until everything appended so far is
   durable.
 - With ``"none"`` nothing is promised until ``flush()`` or ``close()``.
+- A writer makes durable what it finds when it opens the trace (it fsyncs the unsealed
+  write-ahead segments): ``durable`` counts those events.
 - A process killed at any instant leaves a trace that opens, whose events are a dense prefix
   ``0..n-1`` containing every event acknowledged as durable, with no torn record: a torn frame
   at the end of the write-ahead segment (the last write, never acknowledged) is cut off by the
@@ -59,10 +61,12 @@ import numpy as np
 from eventsrc.clock import TimeSource, WallClock
 from eventsrc.codec import Codec, stamp
 from eventsrc.errors import (
+    EventsrcError,
     TraceClosed,
     TraceCorrupted,
     TraceError,
     TraceExists,
+    TraceNotFound,
     TraceReadOnly,
     TraceStorageError,
 )
@@ -70,6 +74,7 @@ from eventsrc.events import REGISTRY, Event, EventRegistry, TraceRecovered
 from eventsrc.trace.appender import DURABILITY, Appender
 from eventsrc.trace.body import COLUMNS, body_metadata, check_appendable
 from eventsrc.trace.committer import seal_tail
+from eventsrc.trace.files import fsync_all
 from eventsrc.trace.integrity import Integrity, check_trace
 from eventsrc.trace.marker import create, read_meta, take_lock
 from eventsrc.trace.reader import RecordReader, Ring
@@ -171,6 +176,13 @@ class Trace:
         trace._decoders = []
         trace._appender = None
         trace._in_memory = in_memory
+        trace._writer_options = {
+            "durability": durability,
+            "clock": clock,
+            "registry": registry,
+            "group_interval": group_interval,
+            "in_memory": in_memory,
+        }
         try:
             if mode == "r":
                 trace._open_reader()
@@ -241,6 +253,8 @@ class Trace:
         )
         return trace
 
+    _writer_options: dict[str, Any] | None = None
+    """How a writer was opened (``reopen`` opens it again alike)."""
     _sealed_body: SealedBody | None = None
     """The body a trace opened with ``open_store`` reads (None: a trace directory)."""
     _closed: bool
@@ -357,6 +371,9 @@ class Trace:
         unsealed = read_unsealed(self.path, committed, unit, tables)
         if unsealed.tail is not None:
             set_aside(self.path, unsealed.tail, self.recovery)
+        # What the last writer wrote but could not fsync (it died, or its fsync failed) is
+        # read back from the page cache: make it durable before counting it as such.
+        fsync_all([scan.path for scan in unsealed.scans])
         self._install(meta, tables, unsealed)
         # The wall clock's method only wraps time.time_ns; call that directly on the hot path.
         now = time.time_ns if type(clock) is WallClock else clock.now_ns
@@ -454,6 +471,30 @@ class Trace:
                 exc,
             )
 
+    def reopen(self) -> Trace:
+        """A writer whose appends failed (a full or read-only disk, an I/O error) takes no
+        more events (a frame written after a failed one would read as damage); once the file
+        system takes writes again, ``reopen`` closes this object (releasing its lock; the
+        failure it reports is not raised again) and opens the trace again for appending,
+        with the same options. Opening runs recovery: events whose write was cut short are
+        set aside and a TraceRecovered event records it (see the module docstring), so the
+        new trace holds the first ``durable`` events of this one, maybe some after them, and
+        nothing else. Raises what ``Trace.open`` raises if it cannot be opened yet
+        (TraceStorageError while the disk still refuses), and TraceNotFound if the trace is
+        gone (it is never created afresh). Read what is not durable (``iter(durable)``)
+        before: this object is closed afterwards, whether the reopening succeeds or not."""
+        options = self._writer_options
+        if self.mode == "r" or options is None:
+            raise TraceReadOnly(f"trace {self.path} was not opened for writing: nothing to reopen")
+        if not self._closed:
+            try:
+                self.close()
+            except (EventsrcError, OSError) as exc:  # the failure that made the caller reopen
+                log.info("trace %s: closed for reopening: %s", self.path, exc)
+        if not self.path.is_dir():
+            raise TraceNotFound(f"trace {self.path} is gone: it cannot be reopened")
+        return Trace.open(self.path, "a", **options)
+
     def __enter__(self) -> Trace:
         return self
 
@@ -474,6 +515,14 @@ class Trace:
         """The sealed body a trace opened with ``open_store`` reads; None for a trace
         directory opened with ``open``."""
         return self._sealed_body
+
+    @property
+    def durable(self) -> int:
+        """How many events are known to be on disk, fsynced: the first ``durable`` events
+        survive a crash or a failed write (see the module docstring for when an append
+        becomes durable); the events appended since may not. A reader: all it reads."""
+        appender = self._appender
+        return len(self) if appender is None else min(appender.durable, len(self))
 
     @property
     def committed(self) -> int:
