@@ -594,3 +594,51 @@ def test_a_full_disk_while_setting_a_tail_aside_destroys_nothing(
     assert segment.read_bytes() == data  # not cut: the bytes could not be kept elsewhere
     with Trace.open(trace_path, "a") as trace:  # once there is room, recovery goes through
         assert isinstance(trace[-1], TraceRecovered)
+
+
+def test_no_frame_follows_one_the_group_commit_failed_to_write(
+    trace_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commit's write fails (the frame it took is lost, maybe torn); until it has
+    said so, an append that drains on its own must not write a later frame after it: that
+    would leave a hole in the segment, read back as damage or lost events."""
+    import threading
+
+    from eventsrc import TraceError
+    from eventsrc.trace import appender as appender_module
+    from eventsrc.trace.segment import SegmentWriter
+
+    real_write = SegmentWriter._write
+    failing, told = threading.Event(), threading.Event()
+
+    def write(self: SegmentWriter, records: Any) -> None:
+        if threading.current_thread().name.startswith("eventsrc-flush"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, records)
+
+    real_fail = appender_module.Appender._fail
+
+    def fail(self: Any, exc: BaseException, doing: str) -> None:
+        if threading.current_thread().name.startswith("eventsrc-flush"):
+            failing.set()
+            told.wait(30)  # hold the failing flusher here, before it has said so
+        real_fail(self, exc, doing)
+
+    monkeypatch.setattr(SegmentWriter, "_write", write)
+    monkeypatch.setattr(appender_module.Appender, "_fail", fail)
+    trace = Trace.open(trace_path, "w", durability="group", group_interval=0.001)
+    try:
+        trace.append(Note("0"))
+        trace._appender._flush_wanted.set()  # type: ignore[union-attr]
+        assert failing.wait(30)
+        with pytest.raises(TraceError):
+            for i in range(1, 3 * appender_module._DRAIN_AT):
+                trace.append(Note(f"{i}"))  # past _DRAIN_AT an append writes a frame itself
+    finally:
+        told.set()
+        monkeypatch.undo()
+        with pytest.raises(TraceError):
+            trace.close()
+    with Trace.open(trace_path, "a") as again:  # no hole: a readable, appendable trace
+        texts = [e.text for e in again if isinstance(e, Note)]
+        assert texts == [str(i) for i in range(len(texts))]

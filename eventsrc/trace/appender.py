@@ -187,6 +187,12 @@ class Appender:
     def _write_out(self, writer: SegmentWriter, sync: bool = False) -> None:
         """Drain (and fsync) the write-ahead segment; a failure stops all further writing."""
         target = self._ring.end
+        if self._wal_failed:  # the flusher's write failed: no frame may follow it
+            self.raise_if_failed()
+            raise TraceError(
+                f"{self._where}: writing the write-ahead segment failed; the trace takes no "
+                "more events; reopen it to recover what was written"
+            )
         try:
             writer.drain()
             if sync:
@@ -324,7 +330,13 @@ class Appender:
                     if self._wal_failed:
                         return
                     target = self._ring.end
-                    writer.drain()
+                    try:
+                        writer.drain()
+                    except BaseException:
+                        # Said before the lock is let go: an append that drains by itself
+                        # must not write a later frame after the one this lost.
+                        self._wal_failed = self.refusing = True
+                        raise
                     fd, retired = writer.fd, writer.take_retired()
                 # fsync outside the lock, so appends go on meanwhile; rotated files are only
                 # closed here, so neither fd can be closed under us.
