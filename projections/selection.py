@@ -65,27 +65,35 @@ class Selection:
         )
 
     def seqs(self, trace: Trace) -> np.ndarray[Any, np.dtype[np.int64]]:
-        """The seqs of the events of ``trace`` this selection lets through, in order."""
-        n = len(trace)
-        mask = np.ones(n, dtype=bool)
-        if self.kinds is not None:
-            mask &= _in(trace.column("kind"), _codes(trace.code_table("kind"), self.kinds, True))
-        if self.assets is not None:
-            mask &= _in(trace.column("asset"), _codes(trace.code_table("asset"), self.assets))
-        if self.sources is not None:
-            mask &= _in(trace.column("source"), _codes(trace.code_table("source"), self.sources))
+        """The seqs of the events of ``trace`` this selection lets through, in order. Bounds
+        narrow the range first (seq bounds at once, time bounds from the ``ts`` column), and
+        the other columns are read over that range only."""
+        lo, hi = 0, len(trace)
         for bound, after in ((self.since, True), (self.until, False)):
-            if bound is None:
-                continue
-            if isinstance(bound, dt.datetime):
-                ns = datetime_ns(bound, "since" if after else "until")
-                ts = trace.column("ts")
-                mask &= ts >= ns if after else ts <= ns
-            elif after:
-                mask[: max(0, min(bound, n))] = False
-            else:
-                mask[max(0, bound + 1) :] = False
-        return np.flatnonzero(mask).astype(np.int64)
+            if bound is not None and not isinstance(bound, dt.datetime):
+                lo, hi = (max(lo, bound), hi) if after else (lo, min(hi, bound + 1))
+        mask = np.ones(max(0, hi - lo), dtype=bool)
+        times = [(b, a) for b, a in ((self.since, True), (self.until, False)) if b is not None]
+        if len(mask) and any(isinstance(b, dt.datetime) for b, _ in times):
+            ts = trace.column("ts", lo, hi)
+            for bound, after in times:
+                if isinstance(bound, dt.datetime):
+                    ns = datetime_ns(bound, "since" if after else "until")
+                    mask &= ts >= ns if after else ts <= ns
+            inside = np.flatnonzero(mask)
+            if not len(inside):
+                return np.empty(0, dtype=np.int64)
+            lo, hi = lo + int(inside[0]), lo + int(inside[-1]) + 1
+            mask = mask[inside[0] : inside[-1] + 1]
+        for name, names, kinds in (
+            ("kind", self.kinds, True),
+            ("asset", self.assets, False),
+            ("source", self.sources, False),
+        ):
+            if names is not None and len(mask):
+                table = trace.code_table(name)  # type: ignore[arg-type]
+                mask &= _in(trace.column(name, lo, hi), _codes(table, names, kinds))
+        return (np.flatnonzero(mask) + lo).astype(np.int64)
 
     def __call__(self, event: Event) -> bool:
         """Whether this selection lets ``event`` (read from a trace) through."""

@@ -174,3 +174,15 @@ def test_records_at_reads_exactly_the_records_asked_for(
         ]
     with Trace.open(three_tiers) as trace, pytest.raises(IndexError):
         list(trace.records_at([n]))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.integers(-320, 320), st.one_of(st.none(), st.integers(-320, 320)))
+def test_a_column_range_is_the_slice_of_the_whole_column(
+    three_tiers: Path, start: int, stop: int | None
+) -> None:
+    with Trace.open(three_tiers) as trace:
+        for name in ("seq", "ts", "kind"):
+            assert np.array_equal(trace.column(name, start, stop), trace.column(name)[start:stop])

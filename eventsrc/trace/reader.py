@@ -213,20 +213,21 @@ class RecordReader:
 
     # -- envelopes --------------------------------------------------------------------------
 
-    def column(self, name: str) -> np.ndarray[Any, Any]:
-        """One envelope column of every event."""
+    def column(self, name: str, start: int, stop: int) -> np.ndarray[Any, Any]:
+        """One envelope column of events ``start..stop-1`` (within the trace)."""
         ring = self.ring
         mem_start = ring.start
         committed = min(self.committed, mem_start)  # one snapshot: the committer may move on
-        parts = [self.body.column(name, 0, committed)]
-        seq = committed
-        while seq < mem_start:  # unsealed and older than the ring
-            first, stop, items, prefixed = self._block(seq, self.unit, committed)
-            stop = min(stop, mem_start)
-            parts.append(envelope_table(items[seq - first : stop - first], prefixed)[name])
-            seq = stop
-        if ring.heads:
-            parts.append(head_table(ring.heads)[name])
+        parts = [self.body.column(name, min(start, committed), min(stop, committed))]
+        seq = max(start, committed)
+        while seq < min(stop, mem_start):  # unsealed and older than the ring
+            first, end, items, prefixed = self._block(seq, self.unit, committed)
+            end = min(end, mem_start, stop)
+            parts.append(envelope_table(items[seq - first : end - first], prefixed)[name])
+            seq = end
+        if ring.heads and stop > mem_start:
+            lo, hi = max(start, mem_start) - mem_start, stop - mem_start
+            parts.append(head_table(ring.heads[lo:hi])[name])
         return np.concatenate(parts)
 
     def last_matching(self, n: int, kinds: set[int] | None, asset: int | None) -> list[int]:

@@ -642,8 +642,9 @@ class Trace:
             )
         return check_trace(self.path, self.decode)
 
-    def column(self, name: str) -> np.ndarray[Any, Any]:
-        """One envelope column for every event, as a numpy array.
+    def column(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray[Any, Any]:
+        """One envelope column, as a numpy array: of every event, or of events
+        ``start..stop-1`` (clipped to the trace, as a slice is).
 
         ``kind``, ``asset`` and ``source`` hold codes (see ``code_table``); ``exchange_ts`` holds
         ``NO_EXCHANGE_TS`` where the event had none; ``cause`` holds the causing seq, or -1.
@@ -651,7 +652,9 @@ class Trace:
         self._check_open()
         if name not in COLUMNS:
             raise KeyError(f"no envelope column {name!r}; columns are {', '.join(COLUMNS)}")
-        return self._reader.column(name)
+        n = len(self)
+        start, stop, _ = slice(start, stop).indices(n)
+        return self._reader.column(name, start, max(start, stop))
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self)} events"
