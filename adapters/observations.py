@@ -34,6 +34,7 @@ from eventsrc.events import (
 )
 
 __all__ = [
+    "LATEST_MS",
     "VENUE_STATUSES",
     "balance_observed",
     "carries_state",
@@ -43,6 +44,7 @@ __all__ = [
     "raw_payload",
     "ticker_observed",
     "to_decimal",
+    "to_ms",
     "trade_observed",
 ]
 
@@ -72,8 +74,18 @@ def to_decimal(value: Any) -> Decimal | None:
     return None
 
 
-def _ms(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+LATEST_MS = 253_402_300_800_000
+"""10000-01-01T00:00:00Z in ms: no venue's time is this late (a ``datetime`` cannot hold it,
+and ccxt's ``iso8601`` gives none for it)."""
+
+
+def to_ms(value: Any) -> int | None:
+    """A venue's time in ms since the epoch: an int from 1970 to the year 10000 (exclusive);
+    anything else (None, a float, a bool, a time out of that range, which a trace could not
+    even hold beyond 64 bits) is no time at all (None)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < LATEST_MS:
+        return int(value)
+    return None
 
 
 def _str(value: Any) -> str | None:
@@ -131,7 +143,7 @@ def fees(unified: Mapping[str, Any]) -> tuple[Fee, ...] | None:
 def _envelope(unified: Mapping[str, Any], source: str, cause: int | str | None) -> dict[str, Any]:
     return {
         "asset": _str(unified.get("symbol")),
-        "exchange_ts": _ms(unified.get("timestamp")),
+        "exchange_ts": to_ms(unified.get("timestamp")),
         "source": source,
         "cause": cause,
         "raw": raw_payload(unified),
@@ -166,8 +178,8 @@ def order_observed(
         average=to_decimal(order.get("average")),
         fees=fees(order),
         reduce_only=_bool(order.get("reduceOnly")),
-        last_trade_timestamp=_ms(order.get("lastTradeTimestamp")),
-        last_update_timestamp=_ms(order.get("lastUpdateTimestamp")),
+        last_trade_timestamp=to_ms(order.get("lastTradeTimestamp")),
+        last_update_timestamp=to_ms(order.get("lastUpdateTimestamp")),
         **_envelope(order, source, cause),
     )
 
@@ -212,7 +224,7 @@ def balance_observed(
             )
     return BalanceObserved(
         balances=tuple(entries),
-        exchange_ts=_ms(balance.get("timestamp")),
+        exchange_ts=to_ms(balance.get("timestamp")),
         source=source,
         cause=cause,
         raw=raw_payload(balance),

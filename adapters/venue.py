@@ -29,6 +29,13 @@ scrubs its lines too; ccxt's ``verbose`` mode prints to stdout and cannot be fil
 off. An error is raised without its ccxt exception attached (``__context__`` is None), so no
 traceback can show the unscrubbed message.
 
+Malformed answers (``Unreachable("BadResponse")``, so the engine checks rather than assumes):
+an answer that is not the structure asked for, one ccxt's parser could not read
+(``_events``), an order, cancel or ticker answer about another order or market than the one
+asked for, a cancel answer naming no order, a balance built from a body that was not JSON.
+A time the venue gives is taken only from 1970 to the year 10000 (``to_ms``): beyond, it is
+no time, and 10**40 could not even be written to a trace.
+
 Paging (``fetch_closed_orders``, ``fetch_my_trades``): ccxt answers the OLDEST ``limit`` items
 from ``since`` on, so the adapter asks again from the newest timestamp it got (inclusive: items
 sharing that millisecond are asked for again and de-duplicated by id) until a page brings
@@ -60,6 +67,7 @@ from adapters.observations import (
     raw_payload,
     ticker_observed,
     to_decimal,
+    to_ms,
     trade_observed,
 )
 from adapters.watchers import WatcherSettings, watcher_for
@@ -360,8 +368,19 @@ def _key(item: Mapping[str, Any]) -> object:
     return ("id", str(found)) if found is not None else ("raw", raw_payload(item))
 
 
-def _ms(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+def _same_order(
+    order: Mapping[str, Any], source: str, order_id: str | None, client_order_id: str | None = None
+) -> None:
+    """Refuse an answer about another order than the one asked for (a malformed response):
+    one that names another id, or another client order id where it was asked by that."""
+    named = order.get("id")
+    if order_id is not None and named is not None and str(named) != order_id:
+        raise Unreachable("BadResponse", f"{source} of order {order_id} answered order {named}")
+    named = order.get("clientOrderId")
+    if order_id is None and client_order_id is not None and named not in (None, client_order_id):
+        raise Unreachable(
+            "BadResponse", f"{source} of client order id {client_order_id} answered {named}"
+        )
 
 
 class CcxtVenue:
@@ -458,7 +477,7 @@ class CcxtVenue:
                 if key not in found:
                     found[key] = item
                     fresh += 1
-                stamp = _ms(item.get("timestamp"))
+                stamp = to_ms(item.get("timestamp"))
                 if stamp is not None and stamp > newest:
                     newest = stamp
             if fresh:
@@ -537,7 +556,7 @@ class CcxtVenue:
                     client_order_id=request.client_order_id,
                     order_id=str(order_id),
                     asset=symbol,
-                    exchange_ts=_ms(order.get("timestamp")),
+                    exchange_ts=to_ms(order.get("timestamp")),
                     source="create_order",
                     cause=cause,
                     raw=raw,
@@ -557,26 +576,40 @@ class CcxtVenue:
         return self._events("create_order", read)
 
     async def cancel_order(self, symbol: str, order_id: str) -> list[Event]:
+        """A CancelObserved, and the order as the answer shows it. Both name the order by the
+        id asked for, never by a client order id: binance answers a cancel under the cancel
+        request's own one (``clientOrderId``; the order's is ``origClientOrderId``), which
+        ccxt reads as the order's. An answer about another order is a malformed response."""
         answer = await self._ask(lambda: self.exchange.cancel_order(order_id, symbol))
         order = self._one(answer, "cancel_order")
+        _same_order(order, "cancel_order", order_id)
+        if order.get("id") is None and order.get("status") is None:
+            # what ccxt's parser makes of a body it could not read (text, ``{}``): it says
+            # nothing of the order, not that the cancel took
+            raise Unreachable("BadResponse", "cancel_order: the answer names no order")
 
         def read() -> list[Event]:
             events: list[Event] = [
                 CancelObserved(
-                    order_id=str(order.get("id") or order_id),
-                    client_order_id=None
-                    if order.get("clientOrderId") is None
-                    else str(order["clientOrderId"]),
+                    order_id=order_id,
+                    client_order_id=None,
                     status=None if order.get("status") is None else str(order["status"]),
                     asset=symbol,
-                    exchange_ts=_ms(order.get("timestamp")),
+                    exchange_ts=to_ms(order.get("timestamp")),
                     source="cancel_order",
                     raw=raw_payload(order),
                 )
             ]
             if carries_state(order):
                 observed = order_observed(order, source="cancel_order")
-                events.append(attrs.evolve(observed, asset=observed.asset or symbol))
+                events.append(
+                    attrs.evolve(
+                        observed,
+                        order_id=order_id,
+                        client_order_id=None,
+                        asset=observed.asset or symbol,
+                    )
+                )
             return events
 
         return self._events("cancel_order", read)
@@ -606,6 +639,7 @@ class CcxtVenue:
         else:
             answer = await self._ask(lambda: self.exchange.fetch_order(order_id, symbol, params))
         order = self._one(answer, "fetch_order")
+        _same_order(order, "fetch_order", order_id, client_order_id)
         return self._events("fetch_order", lambda: [order_observed(order, source="fetch_order")])
 
     async def fetch_order_trades(self, symbol: str, order_id: str) -> list[Event]:
@@ -656,8 +690,13 @@ class CcxtVenue:
         return self._events(source, lambda: [trade_observed(t, source=source) for t in trades])
 
     async def fetch_balance(self) -> list[Event]:
+        """The whole balance. A body that is not JSON (truncated, an error page) is a
+        malformed response (Unreachable): ccxt hands its parser the text (as ``info``), which
+        makes a balance listing no currency of it."""
         source = "fetch_balance"
         balance = self._one(await self._ask(self.exchange.fetch_balance), source)
+        if isinstance(balance.get("info"), str):
+            raise Unreachable("BadResponse", f"{source}: the answer is not JSON")
         return self._events(source, lambda: [balance_observed(balance, source=source)])
 
     async def fetch_positions(self, symbols: Sequence[str]) -> list[Event]:
@@ -683,6 +722,9 @@ class CcxtVenue:
     async def fetch_ticker(self, symbol: str) -> list[Event]:
         source = "fetch_ticker"
         ticker = self._one(await self._ask(lambda: self.exchange.fetch_ticker(symbol)), source)
+        named = ticker.get("symbol")
+        if named is not None and named != symbol:
+            raise Unreachable("BadResponse", f"{source} of {symbol} answered {named}'s")
 
         def read() -> list[Event]:
             observed = ticker_observed(ticker, source=source)
