@@ -1,10 +1,11 @@
 """``CcxtVenue``: any ccxt exchange object (``ccxt.async_support``, ``ccxt.pro``, or the
 simulated exchange, which speaks ccxt) as the engine's ``eventsrc.venue.Venue``.
 
-It wraps the exchange unchanged (but for turning ccxt's rate limiter on) and is the one
-place ccxt meets the core: every answer becomes events (``adapters.observations`` reads the
-dicts; ``source`` names the call, ``raw`` keeps ccxt's dict verbatim) and every exception a
-``VenueError`` (``venue_error``):
+It wraps the exchange unchanged (but for turning ccxt's rate limiter on, filtering its logger
+and refusing its answers that are not JSON, see below) and is the one place ccxt meets the
+core: every answer becomes events (``adapters.observations`` reads the dicts; ``source``
+names the call, ``raw`` keeps ccxt's dict verbatim) and every exception a ``VenueError``
+(``venue_error``):
 
 - ``OrderNotFound`` -> ``NotFound``;
 - ``NetworkError`` and its subclasses (timeouts, the venue unavailable or in maintenance,
@@ -32,7 +33,9 @@ traceback can show the unscrubbed message.
 Malformed answers (``Unreachable("BadResponse")``, so the engine checks rather than assumes):
 an answer that is not the structure asked for, one ccxt's parser could not read
 (``_events``), an order, cancel or ticker answer about another order or market than the one
-asked for, a cancel answer naming no order, a balance built from a body that was not JSON.
+asked for, a cancel answer naming no order, and an answer that is not JSON (``ccxt``'s REST
+``handle_errors`` is wrapped to say so: its parsers make an empty answer of text, which would
+be taken for the venue's: no positions, no trades).
 A time the venue gives is taken only from 1970 to the year 10000 (``to_ms``): beyond, it is
 no time, and 10**40 could not even be written to a trace.
 
@@ -316,6 +319,52 @@ def _scrub_logs(exchange: Any, secrets: Secrets) -> None:
     scrubbed.secrets[id(secrets)] = secrets
 
 
+# -- answers that are not JSON -----------------------------------------------------------------
+
+
+def _is_json(text: str) -> bool:
+    try:
+        msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+def _refuse_text_answers(exchange: Any) -> None:
+    """Make ``exchange`` (a ccxt REST exchange) raise ``BadResponse`` for a 2xx answer that is
+    not what a venue answers in JSON: ccxt hands such a body (truncated, an error page) to its
+    parsers as text, and they make of it an empty answer (no positions, no trades, a balance
+    of nothing) that would be taken for the venue's. A read (GET) must be a JSON object or
+    array; a write may answer nothing, or a JSON scalar (an order id, say). It wraps the
+    exchange's own ``handle_errors``, which ccxt calls with every answer, JSON or not."""
+    handle = getattr(exchange, "handle_errors", None)
+    if handle is None or getattr(handle, "refuses_text", False):
+        return
+
+    def handle_errors(
+        code: Any,
+        reason: Any,
+        url: Any,
+        method: Any,
+        headers: Any,
+        body: Any,
+        response: Any,
+        request_headers: Any,
+        request_body: Any,
+    ) -> Any:
+        result = handle(
+            code, reason, url, method, headers, body, response, request_headers, request_body
+        )
+        if response is None and isinstance(code, int) and 200 <= code < 300:
+            text = body.strip() if isinstance(body, str) else ""
+            if method == "GET" or (text and not _is_json(text)):
+                raise ccxt.BadResponse(f"{exchange.id} {method} {url}: the answer is not JSON")
+        return result
+
+    handle_errors.refuses_text = True  # type: ignore[attr-defined]
+    exchange.handle_errors = handle_errors
+
+
 # -- markets ----------------------------------------------------------------------------------
 
 
@@ -409,6 +458,7 @@ class CcxtVenue:
             _log.info("%s: turning ccxt's rate limiter on", self.name)
             exchange.enableRateLimit = True
         _scrub_logs(exchange, self.secrets)
+        _refuse_text_answers(exchange)
 
     @property
     def name(self) -> str:
@@ -690,13 +740,8 @@ class CcxtVenue:
         return self._events(source, lambda: [trade_observed(t, source=source) for t in trades])
 
     async def fetch_balance(self) -> list[Event]:
-        """The whole balance. A body that is not JSON (truncated, an error page) is a
-        malformed response (Unreachable): ccxt hands its parser the text (as ``info``), which
-        makes a balance listing no currency of it."""
         source = "fetch_balance"
         balance = self._one(await self._ask(self.exchange.fetch_balance), source)
-        if isinstance(balance.get("info"), str):
-            raise Unreachable("BadResponse", f"{source}: the answer is not JSON")
         return self._events(source, lambda: [balance_observed(balance, source=source)])
 
     async def fetch_positions(self, symbols: Sequence[str]) -> list[Event]:
