@@ -34,6 +34,7 @@ from eventsrc.events import (
 )
 
 __all__ = [
+    "FLOAT_DIGITS",
     "LATEST_MS",
     "VENUE_STATUSES",
     "balance_observed",
@@ -52,10 +53,20 @@ VENUE_STATUSES = frozenset({"open", "closed", "canceled", "expired", "rejected"}
 """ccxt's unified order statuses."""
 
 
+FLOAT_DIGITS = 16
+"""The most significant digits a float's shortest repr has when it may be a venue's number:
+one that needs 17 was computed (``0.1 + 0.2``) or parsed from a number with more digits than
+a float carries, and is not the venue's number. (Any number of up to 15 digits survives a
+float exactly; 16 digits may, and venues send such: cryptocom's balances.)"""
+
+
 def to_decimal(value: Any) -> Decimal | None:
     """A ccxt number as an exact Decimal: floats through their shortest repr (``0.1`` ->
     ``Decimal("0.1")``), strings parsed, numpy scalars as their Python equivalents (``.item()``),
-    None (or anything unparseable) -> None."""
+    None (or anything unparseable) -> None. A float whose shortest repr has more than
+    ``FLOAT_DIGITS`` significant digits is None too: it is not the number the venue sent
+    (``1.23456789012345678`` arrives as ``1.2345678901234567``), and an unknown number is
+    better than a wrong one."""
     if isinstance(value, np.generic):
         value = value.item()  # np.float64 is a float whose repr() is "np.float64(0.1)"
     if value is None or isinstance(value, bool):
@@ -65,7 +76,10 @@ def to_decimal(value: Any) -> Decimal | None:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        return Decimal(float.__repr__(value))
+        number = Decimal(float.__repr__(value))
+        if number.is_finite() and len(number.normalize().as_tuple().digits) > FLOAT_DIGITS:
+            return None
+        return number
     if isinstance(value, str):
         try:
             return Decimal(value.strip())
