@@ -24,7 +24,7 @@ was served, for every case:
 Malformed means what an engine can tell is wrong (a wrong type, a missing field, a negative
 or absurd number, text where JSON belongs, an unknown status, another order's id where the
 engine knows that order): a plausible lie (another positive price) cannot be refused by
-anyone, and is not generated. The three properties take ~25 s together (60 cases each)."""
+anyone, and is not generated. The file takes ~40 s (the three properties, 120 cases each)."""
 
 from __future__ import annotations
 
@@ -602,27 +602,34 @@ VENUE_CALLS = frozenset(
 
 
 class Logs(logging.Handler):
-    """Every log line, formatted, while installed on the root logger at DEBUG."""
+    """Every line ccxt, the engine and the adapters log, at DEBUG, formatted, while installed
+    (kept from the root logger meanwhile: capturing them all there is slow)."""
+
+    LOGGERS = ("ccxt", "eventsrc", "adapters")
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
-        self._level = logging.WARNING
+        self._saved: list[tuple[logging.Logger, int, bool]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
 
     def __enter__(self) -> Logs:
-        root = logging.getLogger()
-        self._level = root.level
-        root.addHandler(self)
-        root.setLevel(logging.DEBUG)
+        for name in self.LOGGERS:
+            logger = logging.getLogger(name)
+            self._saved.append((logger, logger.level, logger.propagate))
+            logger.addHandler(self)
+            logger.setLevel(logging.DEBUG)
+            logger.propagate = False
         return self
 
     def __exit__(self, *exc: object) -> None:
-        root = logging.getLogger()
-        root.removeHandler(self)
-        root.setLevel(self._level)
+        for logger, level, propagate in self._saved:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+            logger.propagate = propagate
+        self._saved.clear()
 
 
 @attrs.frozen
@@ -757,7 +764,9 @@ def check(case: Case, world: World, outcome: Outcome, path: Path, logs: Logs) ->
     ]
     refusals = [e for e in events if isinstance(e, REFUSALS)] + list(state.anomalies.values())
     assert refusals or not unreadable, unreadable
-    # secrets: nowhere in the trace's bytes, nor in any log line
+    # secrets: nowhere in the trace's bytes, nor in any log line (ccxt logs every request
+    # and its headers at DEBUG: the lines were there to look at)
+    assert any("X-MBX-APIKEY" in line for line in logs.lines)
     for secret in CREDENTIALS.values():
         assert secret.encode() not in stored
         assert not [line for line in logs.lines if secret in line]
@@ -836,6 +845,13 @@ def cases(draw: st.DrawFn, when: str) -> Case:
     return Case(endpoint, tuple(replies), when)
 
 
+FUZZ = settings(
+    max_examples=120, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+"""The same 120 cases every run (~12 s each property): CI stays reproducible and in time;
+run with more examples (and derandomize off) to explore."""
+
+
 def run_case(case: Case) -> None:
     """``case`` on a fresh world and engine, checked."""
     world = World()
@@ -858,7 +874,7 @@ def test_the_world_is_what_the_state_shows_when_every_answer_is_right(endpoint: 
     assert outcome.state is not None and not outcome.state.anomalies
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FUZZ
 @given(cases("command"))
 def test_no_malformed_answer_to_a_command_crashes_the_engine_or_lands_in_its_state(
     case: Case,
@@ -866,7 +882,7 @@ def test_no_malformed_answer_to_a_command_crashes_the_engine_or_lands_in_its_sta
     run_case(case)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FUZZ
 @given(cases("poll"))
 def test_no_malformed_answer_to_a_watchers_poll_crashes_the_engine_or_lands_in_its_state(
     case: Case,
@@ -874,7 +890,7 @@ def test_no_malformed_answer_to_a_watchers_poll_crashes_the_engine_or_lands_in_i
     run_case(case)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@FUZZ
 @given(cases("startup"))
 def test_no_malformed_answer_at_startup_crashes_the_engine_or_lands_in_its_state(
     case: Case,
