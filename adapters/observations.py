@@ -34,6 +34,8 @@ from eventsrc.events import (
 )
 
 __all__ = [
+    "FLOAT_DIGITS",
+    "LATEST_MS",
     "VENUE_STATUSES",
     "balance_observed",
     "carries_state",
@@ -44,6 +46,7 @@ __all__ = [
     "raw_payload",
     "ticker_observed",
     "to_decimal",
+    "to_ms",
     "trade_observed",
 ]
 
@@ -51,10 +54,20 @@ VENUE_STATUSES = frozenset({"open", "closed", "canceled", "expired", "rejected"}
 """ccxt's unified order statuses."""
 
 
+FLOAT_DIGITS = 16
+"""The most significant digits a float's shortest repr has when it may be a venue's number:
+one that needs 17 was computed (``0.1 + 0.2``) or parsed from a number with more digits than
+a float carries, and is not the venue's number. (Any number of up to 15 digits survives a
+float exactly; 16 digits may, and venues send such: cryptocom's balances.)"""
+
+
 def to_decimal(value: Any) -> Decimal | None:
     """A ccxt number as an exact Decimal: floats through their shortest repr (``0.1`` ->
     ``Decimal("0.1")``), strings parsed, numpy scalars as their Python equivalents (``.item()``),
-    None (or anything unparseable) -> None."""
+    None (or anything unparseable) -> None. A float whose shortest repr has more than
+    ``FLOAT_DIGITS`` significant digits is None too: it is not the number the venue sent
+    (``1.23456789012345678`` arrives as ``1.2345678901234567``), and an unknown number is
+    better than a wrong one."""
     if isinstance(value, np.generic):
         value = value.item()  # np.float64 is a float whose repr() is "np.float64(0.1)"
     if value is None or isinstance(value, bool):
@@ -64,7 +77,10 @@ def to_decimal(value: Any) -> Decimal | None:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        return Decimal(float.__repr__(value))
+        number = Decimal(float.__repr__(value))
+        if number.is_finite() and len(number.normalize().as_tuple().digits) > FLOAT_DIGITS:
+            return None
+        return number
     if isinstance(value, str):
         try:
             return Decimal(value.strip())
@@ -73,8 +89,18 @@ def to_decimal(value: Any) -> Decimal | None:
     return None
 
 
-def _ms(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+LATEST_MS = 253_402_300_800_000
+"""10000-01-01T00:00:00Z in ms: no venue's time is this late (a ``datetime`` cannot hold it,
+and ccxt's ``iso8601`` gives none for it)."""
+
+
+def to_ms(value: Any) -> int | None:
+    """A venue's time in ms since the epoch: an int from 1970 to the year 10000 (exclusive);
+    anything else (None, a float, a bool, a time out of that range, which a trace could not
+    even hold beyond 64 bits) is no time at all (None)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < LATEST_MS:
+        return int(value)
+    return None
 
 
 def _str(value: Any) -> str | None:
@@ -132,7 +158,7 @@ def fees(unified: Mapping[str, Any]) -> tuple[Fee, ...] | None:
 def _envelope(unified: Mapping[str, Any], source: str, cause: int | str | None) -> dict[str, Any]:
     return {
         "asset": _str(unified.get("symbol")),
-        "exchange_ts": _ms(unified.get("timestamp")),
+        "exchange_ts": to_ms(unified.get("timestamp")),
         "source": source,
         "cause": cause,
         "raw": raw_payload(unified),
@@ -182,8 +208,8 @@ def order_observed(
         average=to_decimal(order.get("average")),
         fees=fees(order),
         reduce_only=_bool(order.get("reduceOnly")),
-        last_trade_timestamp=_ms(order.get("lastTradeTimestamp")),
-        last_update_timestamp=_ms(order.get("lastUpdateTimestamp")),
+        last_trade_timestamp=to_ms(order.get("lastTradeTimestamp")),
+        last_update_timestamp=to_ms(order.get("lastUpdateTimestamp")),
         **_envelope(order, source, cause),
     )
 
@@ -228,7 +254,7 @@ def balance_observed(
             )
     return BalanceObserved(
         balances=tuple(entries),
-        exchange_ts=_ms(balance.get("timestamp")),
+        exchange_ts=to_ms(balance.get("timestamp")),
         source=source,
         cause=cause,
         raw=raw_payload(balance),

@@ -1,10 +1,11 @@
 """``CcxtVenue``: any ccxt exchange object (``ccxt.async_support``, ``ccxt.pro``, or the
 simulated exchange, which speaks ccxt) as the engine's ``eventsrc.venue.Venue``.
 
-It wraps the exchange unchanged (but for turning ccxt's rate limiter on) and is the one
-place ccxt meets the core: every answer becomes events (``adapters.observations`` reads the
-dicts; ``source`` names the call, ``raw`` keeps ccxt's dict verbatim) and every exception a
-``VenueError`` (``venue_error``):
+It wraps the exchange unchanged (but for turning ccxt's rate limiter on, filtering its logger
+and refusing its answers that are not JSON, see below) and is the one place ccxt meets the
+core: every answer becomes events (``adapters.observations`` reads the dicts; ``source``
+names the call, ``raw`` keeps ccxt's dict verbatim) and every exception a ``VenueError``
+(``venue_error``):
 
 - ``OrderNotFound`` -> ``NotFound``;
 - ``NetworkError`` and its subclasses (timeouts, the venue unavailable or in maintenance,
@@ -28,6 +29,15 @@ left alone. ccxt's own logger (which logs request headers at debug level) gets a
 scrubs its lines too; ccxt's ``verbose`` mode prints to stdout and cannot be filtered: leave it
 off. An error is raised without its ccxt exception attached (``__context__`` is None), so no
 traceback can show the unscrubbed message.
+
+Malformed answers (``Unreachable("BadResponse")``, so the engine checks rather than assumes):
+an answer that is not the structure asked for, one ccxt's parser could not read
+(``_events``), an order, cancel or ticker answer about another order or market than the one
+asked for, a cancel answer naming no order, and an answer that is not JSON (``ccxt``'s REST
+``handle_errors`` is wrapped to say so: its parsers make an empty answer of text, which would
+be taken for the venue's: no positions, no trades).
+A time the venue gives is taken only from 1970 to the year 10000 (``to_ms``): beyond, it is
+no time, and 10**40 could not even be written to a trace.
 
 Paging (``fetch_closed_orders``, ``fetch_my_trades``): ccxt answers the OLDEST ``limit`` items
 from ``since`` on, so the adapter asks again from the newest timestamp it got (inclusive: items
@@ -61,6 +71,7 @@ from adapters.observations import (
     raw_payload,
     ticker_observed,
     to_decimal,
+    to_ms,
     trade_observed,
 )
 from adapters.watchers import WatcherSettings, watcher_for
@@ -309,6 +320,52 @@ def _scrub_logs(exchange: Any, secrets: Secrets) -> None:
     scrubbed.secrets[id(secrets)] = secrets
 
 
+# -- answers that are not JSON -----------------------------------------------------------------
+
+
+def _is_json(text: str) -> bool:
+    try:
+        msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+def _refuse_text_answers(exchange: Any) -> None:
+    """Make ``exchange`` (a ccxt REST exchange) raise ``BadResponse`` for a 2xx answer that is
+    not what a venue answers in JSON: ccxt hands such a body (truncated, an error page) to its
+    parsers as text, and they make of it an empty answer (no positions, no trades, a balance
+    of nothing) that would be taken for the venue's. A read (GET) must be a JSON object or
+    array; a write may answer nothing, or a JSON scalar (an order id, say). It wraps the
+    exchange's own ``handle_errors``, which ccxt calls with every answer, JSON or not."""
+    handle = getattr(exchange, "handle_errors", None)
+    if handle is None or getattr(handle, "refuses_text", False):
+        return
+
+    def handle_errors(
+        code: Any,
+        reason: Any,
+        url: Any,
+        method: Any,
+        headers: Any,
+        body: Any,
+        response: Any,
+        request_headers: Any,
+        request_body: Any,
+    ) -> Any:
+        result = handle(
+            code, reason, url, method, headers, body, response, request_headers, request_body
+        )
+        if response is None and isinstance(code, int) and 200 <= code < 300:
+            text = body.strip() if isinstance(body, str) else ""
+            if method == "GET" or (text and not _is_json(text)):
+                raise ccxt.BadResponse(f"{exchange.id} {method} {url}: the answer is not JSON")
+        return result
+
+    handle_errors.refuses_text = True  # type: ignore[attr-defined]
+    exchange.handle_errors = handle_errors
+
+
 # -- markets ----------------------------------------------------------------------------------
 
 
@@ -361,8 +418,19 @@ def _key(item: Mapping[str, Any]) -> object:
     return ("id", str(found)) if found is not None else ("raw", raw_payload(item))
 
 
-def _ms(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+def _same_order(
+    order: Mapping[str, Any], source: str, order_id: str | None, client_order_id: str | None = None
+) -> None:
+    """Refuse an answer about another order than the one asked for (a malformed response):
+    one that names another id, or another client order id where it was asked by that."""
+    named = order.get("id")
+    if order_id is not None and named is not None and str(named) != order_id:
+        raise Unreachable("BadResponse", f"{source} of order {order_id} answered order {named}")
+    named = order.get("clientOrderId")
+    if order_id is None and client_order_id is not None and named not in (None, client_order_id):
+        raise Unreachable(
+            "BadResponse", f"{source} of client order id {client_order_id} answered {named}"
+        )
 
 
 class CcxtVenue:
@@ -391,6 +459,7 @@ class CcxtVenue:
             _log.info("%s: turning ccxt's rate limiter on", self.name)
             exchange.enableRateLimit = True
         _scrub_logs(exchange, self.secrets)
+        _refuse_text_answers(exchange)
 
     @property
     def name(self) -> str:
@@ -459,7 +528,7 @@ class CcxtVenue:
                 if key not in found:
                     found[key] = item
                     fresh += 1
-                stamp = _ms(item.get("timestamp"))
+                stamp = to_ms(item.get("timestamp"))
                 if stamp is not None and stamp > newest:
                     newest = stamp
             if fresh:
@@ -538,7 +607,7 @@ class CcxtVenue:
                     client_order_id=request.client_order_id,
                     order_id=str(order_id),
                     asset=symbol,
-                    exchange_ts=_ms(order.get("timestamp")),
+                    exchange_ts=to_ms(order.get("timestamp")),
                     source="create_order",
                     cause=cause,
                     raw=raw,
@@ -558,24 +627,36 @@ class CcxtVenue:
         return self._events("create_order", read)
 
     async def cancel_order(self, symbol: str, order_id: str) -> list[Event]:
+        """A CancelObserved, and the order as the answer shows it. Both name the order by the
+        id asked for, and by its own client order id: binance answers a cancel under the
+        cancel request's own one (``clientOrderId``; the order's is ``origClientOrderId``),
+        which ccxt reads as the order's (``client_order_id_of`` reads the order's). An answer
+        about another order is a malformed response."""
         answer = await self._ask(lambda: self.exchange.cancel_order(order_id, symbol))
         order = self._one(answer, "cancel_order")
+        _same_order(order, "cancel_order", order_id)
+        if order.get("id") is None and order.get("status") is None:
+            # what ccxt's parser makes of a body it could not read (text, ``{}``): it says
+            # nothing of the order, not that the cancel took
+            raise Unreachable("BadResponse", "cancel_order: the answer names no order")
 
         def read() -> list[Event]:
             events: list[Event] = [
                 CancelObserved(
-                    order_id=str(order.get("id") or order_id),
+                    order_id=order_id,
                     client_order_id=client_order_id_of(order),
                     status=None if order.get("status") is None else str(order["status"]),
                     asset=symbol,
-                    exchange_ts=_ms(order.get("timestamp")),
+                    exchange_ts=to_ms(order.get("timestamp")),
                     source="cancel_order",
                     raw=raw_payload(order),
                 )
             ]
             if carries_state(order):
                 observed = order_observed(order, source="cancel_order")
-                events.append(attrs.evolve(observed, asset=observed.asset or symbol))
+                events.append(
+                    attrs.evolve(observed, order_id=order_id, asset=observed.asset or symbol)
+                )
             return events
 
         return self._events("cancel_order", read)
@@ -605,6 +686,7 @@ class CcxtVenue:
         else:
             answer = await self._ask(lambda: self.exchange.fetch_order(order_id, symbol, params))
         order = self._one(answer, "fetch_order")
+        _same_order(order, "fetch_order", order_id, client_order_id)
         return self._events("fetch_order", lambda: [order_observed(order, source="fetch_order")])
 
     async def fetch_order_trades(self, symbol: str, order_id: str) -> list[Event]:
@@ -682,6 +764,9 @@ class CcxtVenue:
     async def fetch_ticker(self, symbol: str) -> list[Event]:
         source = "fetch_ticker"
         ticker = self._one(await self._ask(lambda: self.exchange.fetch_ticker(symbol)), source)
+        named = ticker.get("symbol")
+        if named is not None and named != symbol:
+            raise Unreachable("BadResponse", f"{source} of {symbol} answered {named}'s")
 
         def read() -> list[Event]:
             observed = ticker_observed(ticker, source=source)

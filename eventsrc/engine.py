@@ -490,7 +490,12 @@ class Engine:
         """A whole balance fetched (not a stream's update of what changed): a currency the
         strategy trades that it does not list is held at zero (venues leave zero balances
         out), so no cash is shown that the venue says is not there. Spot: every currency of
-        the universe; margin: the settlement currencies. The raw payload stays as sent."""
+        the universe; margin: the settlement currencies. The raw payload stays as sent.
+        One that lists no currency at all is left as it is: that is what a venue adapter
+        makes of a body it could not read (ccxt's parser, of ``{}`` or a list), and zeros
+        for every traded currency would be a guess."""
+        if not event.balances:
+            return event
         listed = {b.currency for b in event.balances}
         missing = sorted(self._currencies() - listed)
         if not missing:
@@ -893,7 +898,9 @@ class Engine:
 
     async def _call(self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         """A venue call retried on Unreachable with capped, jittered backoff; the last
-        Unreachable is raised. For calls that change nothing (fetches) or are idempotent."""
+        Unreachable is raised. For calls that change nothing (fetches) or are idempotent.
+        Each attempt retried is recorded (an EngineError at ``venue:<call>``): an answer the
+        venue adapter could not take is never only in a log, even when a retry works."""
         attempt = 0
         while True:
             try:
@@ -902,7 +909,11 @@ class Engine:
                 attempt += 1
                 if attempt >= self._retry.attempts:
                     raise
-                await self.clock.sleep(self._retry.delay(attempt, exc.retry_after))
+                delay = self._retry.delay(attempt, exc.retry_after)
+                where = f"venue:{getattr(call, '__name__', 'call')}"
+                message = f"attempt {attempt}, retried in {delay:.3g} s: {exc.message}"
+                await self.record(EngineError(where, exc.error, message, source="engine"))
+                await self.clock.sleep(delay)
 
     async def _record_all(self, events: Iterable[Event], cause: int | str | None = None) -> None:
         for event in events:

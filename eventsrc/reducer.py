@@ -3,8 +3,10 @@
 Pure, total and deterministic: it reads no clock, randomness, network or environment, and on a
 well-formed event of any kind it never raises. An observation that is malformed (an order with
 no id, a missing or negative amount, an unknown symbol, None where a number belongs, filled
-beyond the amount, a non-finite number, a sum that would round) is recorded in
-``state.anomalies`` under its seq and changes nothing else. Folding the same observation twice
+beyond the amount, a non-finite number or one beyond any real amount (``IMPLAUSIBLE``), a
+negative balance, a ticker with no price, a report that gives an order another side or
+another order's client order id, a sum that would round) is recorded in ``state.anomalies``
+under its seq and changes nothing else. Folding the same observation twice
 changes nothing the second time: orders move only forward (``Order.best``), trades and reported
 levels are sets, balances are kept only when newer, anomalies and watcher counters are keyed by
 seq.
@@ -93,7 +95,7 @@ from eventsrc.state import (
 
 __all__ = ["READS", "REDUCER_VERSION", "Malformed", "advance", "handles", "reduce"]
 
-REDUCER_VERSION = 2
+REDUCER_VERSION = 3
 """Bump whenever a change to the reducer would fold some trace into a different state: it makes
 stored snapshots (folded by the old reducer) ignored instead of trusted."""
 
@@ -211,19 +213,28 @@ def _anomaly(s: State, event: Any, seq: int, reason: str) -> State:
 # Checks: each raises Malformed with a reason a person can act on
 
 
+IMPLAUSIBLE = Decimal("1e20")
+"""No real amount, price, cost, fee or balance reaches this: the largest token supplies
+listed on venues are below 10^18 units and the largest prices (bitcoin in rupiah or dong)
+near 10^10, while a venue's overflow or sentinel (1e308, 10^40) is far beyond. A number this
+large is malformed, even when exact."""
+
+
 def _number(value: Decimal | None, name: str, *, positive: bool = False) -> Decimal:
     if value is None:
         raise Malformed(f"{name} is missing")
-    if not value.is_finite():
-        raise Malformed(f"{name} is {value}")
+    _finite(value, name)
     if value < 0 or (positive and value == 0):
         raise Malformed(f"{name} is {value}, must be {'> 0' if positive else '>= 0'}")
     return value
 
 
 def _finite(value: Decimal, name: str) -> Decimal:
+    """``value``, a finite number below ``IMPLAUSIBLE`` either way."""
     if not value.is_finite():
         raise Malformed(f"{name} is {value}")
+    if abs(value) >= IMPLAUSIBLE:
+        raise Malformed(f"{name} is {value}: beyond any real amount")
     return value
 
 
@@ -366,14 +377,14 @@ def _balance_observed(s: State, e: BalanceObserved, seq: int) -> State:
             total = _add(free, used)
         if total is None:
             raise Malformed(f"{currency}: no total")
-        if not (total.is_finite() and (free is None or free.is_finite())):
-            raise Malformed(f"{currency}: total {total}, free {free}")
-        if used is not None and not used.is_finite():
-            raise Malformed(f"{currency}: used {used}")
+        _finite(total, f"{currency} total")
         if free is None:
-            free = total if used is None else _sub(total, used)
+            free = total if used is None else _sub(total, _finite(used, f"{currency} used"))
         if used is None:
-            used = _sub(total, free)
+            used = _sub(total, _finite(free, f"{currency} free"))
+        for name, value in (("total", total), ("free", free), ("used", used)):
+            # (what an account owes is ccxt's ``debt``, never a negative balance)
+            _number(value, f"{currency} {name}")
         if listed.setdefault(currency, (total, free, used)) != (total, free, used):
             raise Malformed(f"{currency} is reported twice, differently")
         report = Reported(total, free, used, e.exchange_ts, seq)
@@ -505,14 +516,32 @@ def _named(
 ) -> tuple[Order, Map[str, Order] | None]:
     """The order to update for a venue report: known by id, or the local request it answers
     (taken out of ``requests``), or a new one. A request's local outcome (refused, no answer)
-    says nothing of the order the venue now reports: its status comes from the venue."""
+    says nothing of the order the venue now reports: its status comes from the venue.
+
+    A report that ties a client order id to another order than the one it names is
+    malformed (duplicate ids): the id of a live order (a venue gives one to one open order at
+    a time; a closed order's may be used again), or a request's id for an order the venue
+    already named under another one."""
     order = s.orders.get(order_id)
+    if client_order_id:
+        holder = s.client_orders.get(client_order_id)
+        held = s.orders.get(holder) if holder is not None and holder != order_id else None
+        if held is not None and held.status not in TERMINAL:
+            raise Malformed(
+                f"client order id {client_order_id!r} is order {holder}'s (live), "
+                f"and a report gives it to order {order_id}"
+            )
     request = s.requests.get(client_order_id) if client_order_id else None
     if order is not None:
         if not client_order_id or order.client_order_id == client_order_id:
             return order, None
         if request is None:
             return replace(order, client_order_id=client_order_id), None
+        if order.client_order_id is not None:
+            raise Malformed(
+                f"order {order_id} is {order.client_order_id!r}'s, and a report names it "
+                f"as the order requested as {client_order_id!r}"
+            )
         # Known by id first (say from a trade), and now linked to the request it answers.
         merged = replace(
             order,
@@ -674,10 +703,12 @@ def _order_observed(s: State, e: OrderObserved, seq: int) -> State:
     fee_known = e.fees is not None
     fees = _fees(e.fees) if e.fees is not None else ()
     if e.price is not None:
-        _finite(e.price, "price")
+        _number(e.price, "price")
     order, requests = _named(s, order_id, cid, symbol)
     if order.symbol != symbol:
         raise Malformed(f"order {order_id} was {order.symbol}, now reported as {symbol}")
+    if side is not None and order.side is not None and side != order.side:
+        raise Malformed(f"order {order_id} is a {order.side}, now reported as a {side}")
     changes: dict[str, Any] = {}
     report = Report(filled, e.status, cost, fee_known, fees, amount, e.price, side, e.order_type)
     best = order.best
@@ -864,8 +895,8 @@ def _position_observed(s: State, e: PositionObserved, seq: int) -> State:
     symbol = _known_symbol(s, e.asset)
     for name in _POSITION_NUMBERS:
         value = getattr(e, name)
-        if value is not None and not value.is_finite():
-            raise Malformed(f"{name} is {value}")
+        if value is not None:
+            _finite(value, name)
     held = s.positions
     if not e.side:
         if e.contracts is not None and e.contracts != 0:
@@ -912,16 +943,15 @@ def _price(s: State, symbol: str | None, price: Decimal | None, seq: int) -> Sta
 
 @handles(TickerObserved, "asset", "last", "bid", "ask")
 def _ticker_observed(s: State, e: TickerObserved, seq: int) -> State:
+    """The last price, else the middle of bid and ask; a ticker with neither, or with a
+    price that is not a positive number, is malformed."""
     price = e.last
     bid, ask = e.bid, e.ask
-    if (
-        price is None
-        and bid is not None
-        and ask is not None
-        and bid.is_finite()
-        and ask.is_finite()
-    ):
-        price = EXACT.divide(EXACT.add(bid, ask), 2)
+    if price is None and bid is not None and ask is not None:
+        price = EXACT.divide(EXACT.add(_finite(bid, "bid"), _finite(ask, "ask")), 2)
+    if price is None:
+        raise Malformed("no price (no last, nor a bid and an ask)")
+    _number(price, "price", positive=True)
     return _price(s, e.asset, price, seq)
 
 

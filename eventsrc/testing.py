@@ -460,6 +460,12 @@ def venue_histories(draw: st.DrawFn, max_orders: int = 3, max_fills: int = 4) ->
     )
     end = start + 10 * (len(sequence) + 1)
     history = VenueHistory(initial, orders, ())
+    # A spot venue refuses what an account cannot cover: no balance ever goes below zero
+    # (the reducer refuses a negative one), so the account starts with enough for each dip.
+    for ms in sorted(f.ms for order in orders for f in order.fills):
+        for currency, total in history.balance_at(ms).items():
+            if total < 0:
+                initial[currency] -= total
     reports: list[Event] = []
     for order in orders:
         filled = cost = Decimal(0)
