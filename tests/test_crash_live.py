@@ -92,6 +92,25 @@ class Child:
         return alive
 
 
+class Seen:
+    """What the children said, over every run."""
+
+    def __init__(self) -> None:
+        self.acknowledged: dict[int, str] = {}
+        self.unequal_syncs: list[str] = []
+        self.syncs = 0
+
+    def take(self, child: Child) -> None:
+        for fact in child.facts:
+            if "ack" in fact:
+                self.acknowledged[fact["ack"]] = fact["digest"]
+            if "synced" in fact:
+                self.syncs += 1
+                if not fact["equal"]:
+                    self.unequal_syncs.append(fact["why"])
+            assert "error" not in fact, fact["error"]
+
+
 def recorded(trace: Trace, seq: int, expected: str) -> bool:
     return seq < len(trace) and digest(trace, seq) == expected
 
@@ -102,10 +121,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_places_nothing_twice(
     rng = random.Random(2026)
     trace_path = tmp_path / "trace"
     report = RunReport("crash: SIGKILL x restarts over HTTP")
-    acknowledged: dict[int, str] = {}
+    seen = Seen()
+    acknowledged, unequal_syncs = seen.acknowledged, seen.unequal_syncs
     kills = restarts = 0
-    unequal_syncs: list[str] = []
-    syncs = 0
     with start_server(seed=5, tick_seconds=0.05) as server:
         truth = RemoteTruth(server.url)
         while kills < KILLS:
@@ -118,14 +136,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_places_nothing_twice(
                 time.sleep(rng.uniform(0.0, 1.5))
             if child.kill():
                 kills += 1
-            for fact in child.facts:
-                if "ack" in fact:
-                    acknowledged[fact["ack"]] = fact["digest"]
-                if "synced" in fact:
-                    syncs += 1
-                    if not fact["equal"]:
-                        unequal_syncs.append(fact["why"])
-                assert "error" not in fact, fact["error"]
+            seen.take(child)
             if not acknowledged:
                 continue  # killed before it recorded anything (perhaps before the trace was)
             with Trace.open(trace_path) as trace:  # after the crash, as the next run finds it
@@ -138,13 +149,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_places_nothing_twice(
         assert final.process.wait(60) == 0
         restarts += 1
         final.read()
-        for fact in final.facts:
-            if "ack" in fact:
-                acknowledged[fact["ack"]] = fact["digest"]
-            if "synced" in fact:
-                syncs += 1
-                if not fact["equal"]:
-                    unequal_syncs.append(fact["why"])
+        seen.take(final)
         server_truth = truth.truth()
         with Trace.open(trace_path) as trace:
             live = replay_from_trace(trace)
@@ -166,7 +171,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_places_nothing_twice(
         report.notes["intents"] = INTENTS
         report.notes["fills"] = len(server_truth.fills)
         report.notes["start-up syncs equal to the truth"] = (
-            f"{syncs - len(unequal_syncs)} of {syncs} (the other runs were killed before)"
+            f"{seen.syncs - len(unequal_syncs)} of {seen.syncs} (the other runs were killed before)"
         )
         if unequal_syncs:
             report.problems.append(f"a start-up sync differed from the truth: {unequal_syncs[0]}")
