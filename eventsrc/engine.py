@@ -399,8 +399,8 @@ class Engine:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await _end(task, self.clock, self._wait_step)
         self._watchers.clear()
         self._tasks.clear()
         if self._started:
@@ -1503,7 +1503,7 @@ class Engine:
                 for stream in ("orders", "trades"):
                     task = self._watchers.pop(f"{stream}:{symbol}", None)
                     if task is not None:
-                        await _end(task)
+                        await _end(task, self.clock, self._wait_step)
                         await self.record(
                             WatcherStopped(f"{stream}:{symbol}", "idle", source="engine")
                         )
@@ -1598,18 +1598,26 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
-async def _end(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait for it to end. Its cancellation (or failure: a supervised
-    task records its own) is not ours: only a cancellation of the caller propagates."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-    except Exception:
-        pass
+async def _end(task: asyncio.Task[Any], clock: Clock, step: float) -> None:
+    """Cancel ``task`` (unless it is being cancelled) and wait for it to end. A cancellation
+    can be lost on its way: aiohttp (under ccxt) turns one that meets its own timeout into a
+    TimeoutError and uncancels the task (aio-libs/aiohttp#5979), and a watcher takes that for
+    a venue failure and polls on. So every ``step`` seconds of the clock, a task that is still
+    running but no longer being cancelled is cancelled again (one that is, is left to finish
+    its cleanup). Its cancellation (or failure: a supervised task records its own) is not ours:
+    only a cancellation of the caller propagates."""
+    if not task.cancelling():
+        task.cancel()
+    while not task.done():
+        sleeper = asyncio.ensure_future(clock.sleep(step))
+        try:
+            await asyncio.wait({task, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+        if not task.done() and not task.cancelling():
+            task.cancel()
+    if not task.cancelled():
+        task.exception()  # retrieved (asyncio must not report it as never retrieved)
 
 
 def _differences(before: State, after: State) -> int:

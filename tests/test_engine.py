@@ -660,6 +660,101 @@ def test_user_watchers_and_strategies_are_supervised_and_their_failures_recorded
     replays_to(path, run(main))
 
 
+class LosesItsCancellation:
+    """A polling watcher whose venue call is cancelled just as the call's own HTTP timeout fires:
+    aiohttp (under ccxt) then uncancels the task and raises TimeoutError instead
+    (aio-libs/aiohttp#5979, seen in the soak test), which the watcher takes for a venue failure
+    and polls on. It loses the first cancellation only, and gives up after ``patience`` polls
+    (so that an engine that never cancels it again fails the test instead of hanging it)."""
+
+    def __init__(self, name: str = "loses", patience: int = 100) -> None:
+        self.name = name
+        self.patience = patience
+        self.lost = 0
+        self.polls_after = 0
+        self.ended = ""
+
+    async def run(self, feed: Feed) -> None:
+        while True:
+            try:
+                await feed.clock.sleep(1.0)  # a poll
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self.lost or task is None:
+                    self.ended = "cancelled"
+                    raise
+                self.lost += 1
+                task.uncancel()  # what aiohttp's timer does: now a TimeoutError, not cancelled
+                continue
+            if self.lost:
+                self.polls_after += 1
+                if self.polls_after >= self.patience:
+                    self.ended = "gave up"
+                    return
+
+
+def test_a_task_that_loses_its_cancellation_is_cancelled_again_at_stop(tmp_path: Path) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=12, clock=VirtualClock(faithful=True))
+    loses = LosesItsCancellation()
+
+    async def main() -> State:
+        async with Engine.open(
+            path, CcxtVenue(ex), universe=SPOT, main_currency="USDT", clock=ex.clock
+        ) as engine:
+            engine.watch(loses)
+            await ex.clock.sleep(5.0)
+        return engine.state
+
+    state = run(main)
+    assert loses.lost == 1 and loses.ended == "cancelled"
+    assert loses.polls_after == 0  # cancelled again before its next poll
+    replays_to(path, state)
+
+
+class LosingOrdersWatcher(CcxtVenue):
+    """A venue whose orders watchers lose their first cancellation."""
+
+    def __init__(self, exchange: Any) -> None:
+        super().__init__(exchange)
+        self.made: list[LosesItsCancellation] = []
+
+    def watcher(self, stream: str, symbol: str | None = None) -> Any:
+        if stream != "orders":
+            return super().watcher(stream, symbol)
+        self.made.append(LosesItsCancellation(f"orders:{symbol}"))
+        return self.made[-1]
+
+
+def test_an_idle_watcher_that_loses_its_cancellation_is_retired_all_the_same(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "trace"
+    ex = SimExchange(seed=14, clock=VirtualClock(faithful=True))
+    venue = LosingOrdersWatcher(ex)
+
+    async def main() -> State:
+        async with Engine.open(
+            path, venue, universe=SPOT, main_currency="USDT", clock=ex.clock, idle_timeout=60.0
+        ) as engine:
+            await engine.create_order("ETH/USDT", "buy", D("0.1"), type="market")
+            (watcher,) = venue.made
+            for _ in range(1000):
+                if watcher.ended:
+                    break
+                await ex.clock.sleep(1.0)
+            assert watcher.lost == 1 and watcher.ended == "cancelled"
+            assert watcher.polls_after == 0
+            stopped = [e for e in engine.trace[:] if isinstance(e, WatcherStopped)]
+            assert [(e.watcher, e.reason) for e in stopped] == [
+                ("orders:ETH/USDT", "idle"),
+                ("trades:ETH/USDT", "idle"),
+            ]
+        return engine.state
+
+    replays_to(path, run(main))
+
+
 def test_order_watchers_start_with_the_first_order_and_retire_when_idle(tmp_path: Path) -> None:
     path = tmp_path / "trace"
     ex = SimExchange(seed=14)
