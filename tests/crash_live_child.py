@@ -20,12 +20,11 @@ import asyncio
 import hashlib
 import json
 import sys
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from adapters.sim.server import ServerTruth, binance_client
+from adapters.sim.server import ServerTruth, binance_client, fetch_truth
 from adapters.venue import CcxtVenue
 from eventsrc import Engine, Event, Trace
 from eventsrc.clock import WallClock
@@ -53,8 +52,7 @@ class RemoteTruth:
         self.url = url
 
     def truth(self) -> ServerTruth:
-        with urllib.request.urlopen(f"{self.url}/_sim/truth", timeout=30) as answer:
-            return ServerTruth.from_json(json.load(answer))
+        return fetch_truth(self.url, timeout=30)
 
 
 def cid(k: int) -> str:

@@ -1288,6 +1288,12 @@ def binance_client(
 # -- the server as a subprocess ------------------------------------------------------------
 
 
+def fetch_truth(url: str, timeout: float = 10.0) -> ServerTruth:
+    """``GET /_sim/truth`` of the server at ``url`` (blocking)."""
+    with urllib.request.urlopen(f"{url}/_sim/truth", timeout=timeout) as answer:
+        return ServerTruth.from_json(json.load(answer))
+
+
 class ServerProcess:
     """A server running in a subprocess: ``url``, ``pid``, ``truth()``, ``stop()`` (also as a
     context manager, which stops it however the block ends)."""
@@ -1301,8 +1307,7 @@ class ServerProcess:
     def truth(self, timeout: float = 10.0) -> ServerTruth:
         """``GET /_sim/truth`` (blocking: from a test, not from the loop of an engine that the
         answer would wait on)."""
-        with urllib.request.urlopen(f"{self.url}/_sim/truth", timeout=timeout) as answer:
-            return ServerTruth.from_json(json.load(answer))
+        return fetch_truth(self.url, timeout)
 
     async def truth_async(self, timeout: float = 10.0) -> ServerTruth:
         """``truth()`` from inside an event loop (in a thread, so the loop goes on)."""

@@ -172,6 +172,7 @@ class LocalBody:
     def unsealed(self, committed: int) -> str | None:
         """What the write-ahead segments hold past the sealed length, or None."""
         wal = self.root / "wal"
+        unit = int(self.marker()["unit"])
         found = []
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(wal):
@@ -179,7 +180,6 @@ class LocalBody:
                 if start is None:
                     continue
                 size = entry.stat().st_size
-                unit = int(self.marker()["unit"])
                 if start < committed < start + unit:  # a partial unit sealed: anything more?
                     with contextlib.suppress(FileNotFoundError):
                         scan = scan_segment(Path(entry.path), skip_below=committed)
